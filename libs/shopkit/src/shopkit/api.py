@@ -1,0 +1,175 @@
+"""The HTTP shell every service shares: app factory with lifespan, problem+json rendering of
+every error (one place), request ids, latency metrics, /healthz, /readyz and /metrics."""
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
+from shopkit.errors import DomainError
+from shopkit.logging import get_logger
+from shopkit.metrics import HTTP_LATENCY
+from shopkit.runtime import Runtime
+
+log = get_logger(__name__)
+
+MAX_ID = 2**63 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+
+
+def problem(status: int, code: ErrorCode, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = Problem(
+        type=f"https://errors.shop.local/{code.value.lower().replace('_', '-')}",
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        **extra,
+    ).body()
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _domain_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem(exc.status, exc.code, exc.title, exc.detail)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldError(
+            loc=list(e.get("loc", [])), msg=str(e.get("msg", "")), type=str(e.get("type", ""))
+        )
+        for e in exc.errors()
+    ]
+    fields = ", ".join(".".join(str(p) for p in e.loc) for e in errors)
+    return problem(
+        422,
+        ErrorCode.VALIDATION_ERROR,
+        "Invalid request",
+        f"Invalid fields: {fields}",
+        errors=[e.model_dump() for e in errors],
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_ERROR
+    return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc)
+    return problem(
+        500, ErrorCode.INTERNAL_ERROR, "Internal error", "Something went wrong on our side."
+    )
+
+
+class RequestContextMiddleware:
+    """X-Request-ID in and out (bound to every log line of the request) and latency metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            if template not in ("/metrics", "/healthz", "/readyz"):
+                HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(
+                    time.perf_counter() - started
+                )
+
+
+def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.settings = runtime.settings
+    app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        try:
+            await runtime.check_ready()
+        except Exception as exc:
+            return problem(503, ErrorCode.SERVICE_UNAVAILABLE, "Not ready", str(exc))
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session per request; the use case opens and commits its own transaction."""
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.sessions() as db:
+        yield db
+
+
+def serve(app: FastAPI | str, host: str, port: int, *, factory: bool = False) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        factory=factory,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=30,
+        proxy_headers=True,
+    )

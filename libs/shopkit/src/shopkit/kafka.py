@@ -1,0 +1,40 @@
+"""Kafka plumbing shared by every service: an idempotent producer and topic creation."""
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shopkit.logging import get_logger
+from shopkit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=15_000,
+    )
+
+
+async def ensure_topics(settings: ServiceSettings, names: list[str]) -> None:
+    """Create the topics that do not exist yet (idempotent; safe with N replicas)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [settings.topic(n) for n in names if settings.topic(n) not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(t, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+                    for t in missing
+                ]
+            )
+            log.info("topics_created", topics=missing)
+    finally:
+        await admin.close()

@@ -1,0 +1,20 @@
+"""Prometheus metrics of the shared runtime (one registry per process; every service has them)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox events published", ["event_type"])
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox events not yet published")
+OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_age_seconds", "Age of the oldest unpublished event")
+EVENTS_CONSUMED = Counter(
+    "events_consumed_total", "Events handled by consumers", ["consumer", "event_type", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "consumer_lag", "Messages behind the high watermark", ["consumer", "topic", "partition"]
+)
+DEAD_LETTERED = Counter("dead_lettered_total", "Events sent to the dead-letter topic", ["consumer"])

@@ -1,0 +1,132 @@
+"""Helpers for tests against the real stack (PostgreSQL, Kafka, Redis started by
+`deploy/local/stack.sh up` or pointed at by the usual environment variables).
+
+Isolation without Docker: every test session gets throwaway databases and a unique Kafka topic
+prefix, so test runs (and parallel runs) never see each other's rows or events.
+"""
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shop_contracts import Envelope, Event
+
+ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "postgresql://shop:shop@localhost:5432/postgres")
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@asynccontextmanager
+async def temp_database(name_prefix: str) -> AsyncIterator[str]:
+    """A fresh empty database; yields its SQLAlchemy URL and drops it afterwards."""
+    name = unique(f"t_{name_prefix}_")
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def publish(topic: str, event: Event, *, producer_name: str = "test") -> Envelope:
+    """Publish one event as a service would (envelope JSON, key = order id)."""
+    envelope = Envelope.wrap(event, producer=producer_name)
+    await publish_envelope(topic, envelope)
+    return envelope
+
+
+async def publish_envelope(topic: str, *envelopes: Envelope) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send(
+                topic, value=orjson.dumps(envelope.model_dump(mode="json")), key=envelope.key
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def topic_reader(*topics: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer without group reading the topics from the beginning."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=KAFKA,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def collect(
+    consumer: AIOKafkaConsumer,
+    until: Callable[[list[Any]], bool],
+    *,
+    timeout_s: float = 30.0,
+) -> list[Any]:
+    """Read records until `until(records)` holds; raises TimeoutError with what was seen."""
+    seen: list[Any] = []
+
+    async def loop() -> None:
+        while not until(seen):
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                seen.extend(records)
+
+    try:
+        await asyncio.wait_for(loop(), timeout_s)
+    except TimeoutError as exc:
+        raise TimeoutError(f"only {len(seen)} records before the deadline") from exc
+    return seen
+
+
+async def eventually(
+    probe: Callable[[], Any], *, timeout_s: float = 30.0, interval_s: float = 0.1
+) -> Any:
+    """Await `probe()` until it returns a truthy value (the value is returned)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met in {timeout_s}s (last: {last!r})")
+        await asyncio.sleep(interval_s)
