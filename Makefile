@@ -1,0 +1,49 @@
+# The two commands users need: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+STACK := deploy/local/stack.sh
+PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking
+
+.PHONY: help deps stack stop run test test-fast lint format contracts contracts-check bench token
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+deps: ## install the Python workspace from the lock file
+	@command -v $(UV) >/dev/null || pip install -q uv==0.13.8
+	$(UV) sync --frozen --all-packages
+
+stack: ## start Kafka, PostgreSQL and Redis (idempotent; skips what points elsewhere)
+	$(STACK) up
+
+run: deps stack ## start the whole system with demo data and print the URLs
+	deploy/local/run.sh
+
+stop: ## stop the services and everything `make stack` started
+	-deploy/local/run.sh stop
+	$(STACK) down
+
+test: deps stack ## every test against the real stack (unit, integration, contract, end-to-end)
+	$(UV) run pytest
+
+lint: deps ## ruff (lint + format check) and mypy --strict
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy $(PACKAGES)
+
+format: deps ## apply ruff's formatting and fixes
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+contracts: deps ## export JSON Schemas and the AsyncAPI document into libs/contracts
+	$(UV) run python -m shop_contracts.export
+
+contracts-check: deps ## fail when the committed contracts differ or a change is breaking
+	$(UV) run python -m shop_contracts.export --check
+
+token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
+	@$(UV) run python -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
+
+bench: deps stack ## benchmarks: throughput and latency percentiles, report with charts
+	$(UV) run python -m benchmarks

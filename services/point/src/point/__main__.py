@@ -1,0 +1,3 @@
+from point.main import main
+
+main()

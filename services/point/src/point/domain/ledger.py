@@ -1,0 +1,34 @@
+"""Points are integer won. A balance never goes below zero and a charge never lifts it past
+the cap; payments and refunds are taken at most once per order."""
+
+from enum import StrEnum
+from typing import Final
+
+from shop_contracts import ErrorCode
+from shopkit.errors import Conflict
+
+MIN_CHARGE: Final = 1
+MAX_CHARGE: Final = 10_000_000
+MAX_BALANCE: Final = 100_000_000
+
+
+class EntryType(StrEnum):
+    CHARGE = "CHARGE"
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+
+
+class PaymentStatus(StrEnum):
+    PAID = "PAID"
+    DECLINED = "DECLINED"
+    REFUNDED = "REFUNDED"
+    CANCELLED = "CANCELLED"
+    """The order failed before it was paid: a late pay request for it must be declined."""
+
+
+class BalanceLimitExceeded(Conflict):
+    def __init__(self, balance_limit: int = MAX_BALANCE) -> None:
+        super().__init__(
+            ErrorCode.BALANCE_LIMIT_EXCEEDED,
+            f"The balance would exceed {balance_limit:,} won.",
+        )
