@@ -48,7 +48,7 @@ async def once(
         )
     fingerprint = request_hash(body)
     locked = await session.scalar(
-        select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}\x00{key}", 0)))
+        select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}|{key}", 0)))
     )
     if not locked:
         raise Conflict(

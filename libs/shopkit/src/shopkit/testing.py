@@ -130,3 +130,25 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met in {timeout_s}s (last: {last!r})")
         await asyncio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def running_server(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a free loopback port (lifespan included)."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                            lifespan="on", timeout_keep_alive=30, backlog=4096)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited during start-up")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
