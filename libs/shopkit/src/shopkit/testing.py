@@ -138,8 +138,16 @@ async def running_server(app: Any) -> AsyncIterator[str]:
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on", timeout_keep_alive=30, backlog=4096)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -1,0 +1,53 @@
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import BigInteger, Column, MetaData, Table, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shopkit.db import Base, create_engine, session_factory
+from shopkit.settings import ServiceSettings
+from shopkit.testing import temp_database, unique
+
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("order_id", UUID(as_uuid=True)),
+    Column("amount", BigInteger),
+)
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    async with temp_database("shopkit") as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str) -> ServiceSettings:
+    """A fresh topic prefix per test: every test sees only its own events."""
+    return ServiceSettings(
+        service_name="shopkit-test",
+        database_url=database_url,
+        kafka_topic_prefix=unique("t.kit.") + ".",
+        consumer_max_retries=2,
+        consumer_retry_backoff_s=0.01,
+        outbox_poll_interval_s=0.02,
+    )
+
+
+@pytest.fixture(scope="session")
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(ServiceSettings(database_url=database_url))
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(effects.metadata.create_all)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def clean(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as s, s.begin():
+        await s.execute(text("TRUNCATE outbox, processed_events, idempotency_keys, effects"))

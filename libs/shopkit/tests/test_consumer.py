@@ -1,0 +1,140 @@
+"""The idempotent consumer against real PostgreSQL and Kafka."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shop_contracts import Envelope, PaymentCompleted, topics
+from shopkit.consumer import EventConsumer
+from shopkit.kafka import ensure_topics, make_producer
+from shopkit.settings import ServiceSettings
+from shopkit.testing import collect, eventually, publish_envelope, topic_reader
+
+from .conftest import effects
+
+Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+async def record_effect(session: AsyncSession, event: PaymentCompleted, _: Envelope) -> None:
+    await session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
+
+
+@asynccontextmanager
+async def running_consumer(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession], handler: Handler
+) -> AsyncIterator[None]:
+    await ensure_topics(settings, list(topics.ALL_TOPICS))
+    producer = make_producer(settings)
+    await producer.start()
+    stop = asyncio.Event()
+    consumer = EventConsumer(
+        settings,
+        sessions,
+        producer,
+        group_id="kit-test",
+        topics=[topics.PAYMENT_EVENTS],
+        handlers={PaymentCompleted: handler},
+    )
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+
+
+async def effect_count(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:
+    async with sessions() as s:
+        return int(await s.scalar(select(func.count()).where(effects.c.order_id == order_id)) or 0)
+
+
+def event(order_id: uuid.UUID, amount: int = 1) -> Envelope:
+    return Envelope.wrap(
+        PaymentCompleted(order_id=order_id, user_id=1, amount=amount, balance_after=0),
+        producer="test",
+    )
+
+
+async def test_same_event_delivered_twice_applies_once(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id, marker = uuid.uuid4(), uuid.uuid4()
+    twice = event(order_id)
+    async with running_consumer(settings, sessions, record_effect):
+        await publish_envelope(
+            settings.topic(topics.PAYMENT_EVENTS), twice, twice, event(order_id), event(marker)
+        )
+        await eventually(lambda: effect_count(sessions, marker))
+        await eventually(lambda: effect_count(sessions, order_id))
+    # the duplicate of `twice` is ignored; the other event for the same order is a new fact
+    assert await effect_count(sessions, order_id) == 2
+
+
+async def test_redelivery_after_a_restart_changes_nothing(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = uuid.uuid4()
+    envelope = event(order_id)
+    async with running_consumer(settings, sessions, record_effect):
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), envelope)
+        await eventually(lambda: effect_count(sessions, order_id))
+    async with running_consumer(settings, sessions, record_effect):  # same group, same offsets
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), envelope)
+        await asyncio.sleep(1.5)
+    assert await effect_count(sessions, order_id) == 1
+
+
+async def test_failing_handler_dead_letters_after_retries_and_the_partition_moves_on(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = uuid.uuid4()
+    attempts = 0
+
+    async def handler(session: AsyncSession, payment: PaymentCompleted, envelope: Envelope) -> None:
+        nonlocal attempts
+        if payment.amount == 13:
+            attempts += 1
+            raise ValueError("poison")
+        await record_effect(session, payment, envelope)
+
+    poison, healthy = (
+        event(order_id, amount=13),
+        event(order_id, amount=14),
+    )  # same key, same partition
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, handler),
+    ):
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), poison, healthy)
+        await eventually(lambda: effect_count(sessions, order_id))
+        [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
+    assert attempts == settings.consumer_max_retries + 1
+    headers = dict(dead.headers)
+    assert headers["dlq.consumer"] == b"kit-test"
+    assert b"poison" in headers["dlq.error"]
+    assert Envelope.model_validate_json(dead.value).event_id == poison.event_id
+    assert await effect_count(sessions, order_id) == 1
+
+
+async def test_unparseable_message_is_dead_lettered(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    marker = uuid.uuid4()
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, record_effect),
+    ):
+        producer = make_producer(settings)
+        await producer.start()
+        await producer.send_and_wait(settings.topic(topics.PAYMENT_EVENTS), b"{not json", key=b"k")
+        await producer.stop()
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(marker))
+        await eventually(lambda: effect_count(sessions, marker))
+        [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
+    assert dead.value == b"{not json"
