@@ -1,0 +1,34 @@
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+
+from shopkit.auth import mint
+from shopkit.testing import unique
+
+from .client import Shop
+from .harness import System, start_system
+
+
+@pytest.fixture(scope="session")
+async def system() -> AsyncIterator[System]:
+    env = {
+        "ORDER_SAGA_TIMEOUT_S": "60",
+        "REDIS_URL": os.environ.get("E2E_REDIS_URL", "redis://localhost:6379/13"),
+        "COUPON_REDIS_KEY_PREFIX": unique("e2e") + ":",
+    }
+    async with AsyncExitStack() as stack:
+        yield await start_system(stack, unique("t.e2e.") + ".", env)
+
+
+@pytest.fixture
+async def shop(system: System) -> AsyncIterator[Shop]:
+    limits = httpx.Limits(max_connections=1200, max_keepalive_connections=1200)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        yield Shop(
+            http,
+            system,
+            admin_token=mint(os.environ.get("JWT_SECRET", "local-dev-secret"), "0", "admin"),
+        )
