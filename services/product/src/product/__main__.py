@@ -1,0 +1,3 @@
+from product.main import main
+
+main()

@@ -1,0 +1,152 @@
+"""All of the product service's SQL. Stock changes only through one conditional statement per
+product (`stock = stock ± q`, guarded by `stock >= q` when taking), never read-modify-write."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import insert as plain_insert
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from product.adapters.tables import Product, ReservationLine, ReservationOrder
+from product.domain.reservation import ReservationStatus
+from shop_contracts import ReservedLine
+
+
+@dataclass(frozen=True)
+class Taken:
+    name: str
+    unit_price: int
+
+
+@dataclass(frozen=True)
+class Released:
+    product_id: int
+    quantity: int
+
+
+class ProductRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # the catalogue
+
+    async def all(self) -> Sequence[Product]:
+        return (await self.session.scalars(select(Product).order_by(Product.id))).all()
+
+    async def get(self, product_id: int) -> Product | None:
+        return await self.session.scalar(select(Product).where(Product.id == product_id))
+
+    async def add(self, name: str, price: int, stock: int) -> Product:
+        stmt = plain_insert(Product).values(name=name, price=price, stock=stock).returning(Product)
+        product = await self.session.scalar(stmt)
+        assert product is not None
+        return product
+
+    async def set_stock(self, product_id: int, stock: int) -> Product | None:
+        stmt = (
+            update(Product)
+            .where(Product.id == product_id)
+            .values(stock=stock)
+            .returning(Product)
+            .execution_options(synchronize_session=False)
+        )
+        return await self.session.scalar(stmt)
+
+    # reservations
+
+    async def exists(self, product_id: int) -> bool:
+        return (
+            await self.session.scalar(select(Product.id).where(Product.id == product_id))
+            is not None
+        )
+
+    async def take_stock(self, product_id: int, quantity: int) -> Taken | None:
+        """Takes `quantity` if that much is left; the product's name and price, or None."""
+        stmt = (
+            update(Product)
+            .where(Product.id == product_id, Product.stock >= quantity)
+            .values(stock=Product.stock - quantity)
+            .returning(Product.name, Product.price)
+            .execution_options(synchronize_session=False)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return None if row is None else Taken(name=row.name, unit_price=row.price)
+
+    async def give_back(self, product_id: int, quantity: int) -> None:
+        await self.session.execute(
+            update(Product)
+            .where(Product.id == product_id)
+            .values(stock=Product.stock + quantity)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def claim_order(self, order_id: UUID, user_id: int, status: ReservationStatus) -> bool:
+        """Creates the order's reservation row; False when the order already has one."""
+        stmt = (
+            insert(ReservationOrder)
+            .values(order_id=order_id, user_id=user_id, status=status.value)
+            .on_conflict_do_nothing(index_elements=[ReservationOrder.order_id])
+            .returning(ReservationOrder.order_id)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def set_order_status(self, order_id: UUID, status: ReservationStatus) -> None:
+        await self.session.execute(
+            update(ReservationOrder)
+            .where(ReservationOrder.order_id == order_id)
+            .values(status=status.value)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def record_lines(self, order_id: UUID, lines: Sequence[ReservedLine]) -> None:
+        if not lines:
+            return
+        await self.session.execute(
+            plain_insert(ReservationLine),
+            [
+                {
+                    "order_id": order_id,
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "name": line.name,
+                    "status": ReservationStatus.RESERVED.value,
+                }
+                for line in lines
+            ],
+        )
+
+    async def mark_released(self, order_id: UUID) -> bool:
+        """RESERVED → RELEASED, once; True if this call did it."""
+        stmt = (
+            update(ReservationOrder)
+            .where(
+                ReservationOrder.order_id == order_id,
+                ReservationOrder.status == ReservationStatus.RESERVED.value,
+            )
+            .values(status=ReservationStatus.RELEASED.value)
+            .returning(ReservationOrder.order_id)
+            .execution_options(synchronize_session=False)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def release_lines(self, order_id: UUID) -> list[Released]:
+        """Marks the order's reserved lines released; what they held, in product-id order."""
+        stmt = (
+            update(ReservationLine)
+            .where(
+                ReservationLine.order_id == order_id,
+                ReservationLine.status == ReservationStatus.RESERVED.value,
+            )
+            .values(status=ReservationStatus.RELEASED.value)
+            .returning(ReservationLine.product_id, ReservationLine.quantity)
+            .execution_options(synchronize_session=False)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return sorted(
+            (Released(product_id=r.product_id, quantity=r.quantity) for r in rows),
+            key=lambda r: r.product_id,
+        )

@@ -1,0 +1,39 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from product.adapters.tables import Product
+from product.api.schemas import NewProduct, ProductList, ProductResponse, StockUpdate
+from product.service import catalogue
+from shopkit.api import IdPath, session
+from shopkit.auth import AdminClaims
+
+router = APIRouter(tags=["products"])
+Db = Annotated[AsyncSession, Depends(session)]
+
+
+def _out(product: Product) -> ProductResponse:
+    return ProductResponse.model_validate(product, from_attributes=True)
+
+
+@router.get("/products", response_model=ProductList)
+async def list_products(db: Db) -> ProductList:
+    return ProductList(items=[_out(p) for p in await catalogue.list_products(db)])
+
+
+@router.get("/products/{product_id}", response_model=ProductResponse)
+async def get_product(product_id: IdPath, db: Db) -> ProductResponse:
+    return _out(await catalogue.get_product(db, product_id))
+
+
+@router.post("/products", response_model=ProductResponse, status_code=201)
+async def create_product(body: NewProduct, db: Db, _: AdminClaims) -> ProductResponse:
+    return _out(await catalogue.create_product(db, body.name, body.price, body.stock))
+
+
+@router.put("/products/{product_id}/stock", response_model=ProductResponse)
+async def set_stock(
+    product_id: IdPath, body: StockUpdate, db: Db, _: AdminClaims
+) -> ProductResponse:
+    return _out(await catalogue.set_stock(db, product_id, body.stock))

@@ -1,0 +1,44 @@
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from product.domain.catalogue import (
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_STOCK,
+    MIN_PRICE,
+    refuse_control_characters,
+)
+
+Name = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(refuse_control_characters),
+]
+Price = Annotated[int, Field(strict=True, ge=MIN_PRICE, le=MAX_PRICE)]
+Stock = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
+
+
+class NewProduct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    price: Price
+    stock: Stock
+
+
+class StockUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stock: Stock
+
+
+class ProductResponse(BaseModel):
+    id: int
+    name: str
+    price: int
+    stock: int
+
+
+class ProductList(BaseModel):
+    items: list[ProductResponse]

@@ -1,0 +1,31 @@
+"""The product service: the catalogue, its stock, and the saga's reservation step."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from product.api.routes import router
+from product.config import Settings
+from product.service.handlers import CONSUMERS
+from shopkit.api import create_app as create_service_app
+from shopkit.api import serve
+from shopkit.runtime import Runtime
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    return Runtime(settings or Settings(), migrations=MIGRATIONS, consumers=CONSUMERS)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(build_runtime(settings), title="Product service", routers=[router])
+
+
+def main() -> None:
+    settings = Settings()
+    serve(create_app(settings), settings.http_host, settings.http_port)
+
+
+if __name__ == "__main__":
+    main()

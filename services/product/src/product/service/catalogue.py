@@ -1,0 +1,36 @@
+"""Use cases behind the HTTP API, one transaction each."""
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from product.adapters.repository import ProductRepository
+from product.adapters.tables import Product
+from product.domain.catalogue import ProductNotFound
+
+
+async def list_products(session: AsyncSession) -> Sequence[Product]:
+    async with session.begin():
+        return await ProductRepository(session).all()
+
+
+async def get_product(session: AsyncSession, product_id: int) -> Product:
+    async with session.begin():
+        product = await ProductRepository(session).get(product_id)
+    if product is None:
+        raise ProductNotFound(product_id)
+    return product
+
+
+async def create_product(session: AsyncSession, name: str, price: int, stock: int) -> Product:
+    async with session.begin():
+        return await ProductRepository(session).add(name, price, stock)
+
+
+async def set_stock(session: AsyncSession, product_id: int, stock: int) -> Product:
+    """Sets what is left to sell (reservations already taken are not affected)."""
+    async with session.begin():
+        product = await ProductRepository(session).set_stock(product_id, stock)
+    if product is None:
+        raise ProductNotFound(product_id)
+    return product

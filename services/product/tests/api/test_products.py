@@ -1,0 +1,283 @@
+"""The catalogue API over real HTTP against a real database: every row of API.md, and every
+error answering problem+json and changing nothing."""
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from product.config import Settings
+from shopkit.auth import mint
+
+PROBLEM = "application/problem+json"
+MAX_ID = 2**63 - 1
+NewProduct = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def catalogue(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    r = await client.get("/products")
+    assert r.status_code == 200
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    problem: dict[str, Any] = r.json()
+    assert problem["status"] == status
+    assert problem["code"] == code
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+async def test_admin_creates_a_product_that_anyone_can_read(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    r = await client.post(
+        "/products",
+        json={"name": "제주 감귤 5kg", "price": 25_900, "stock": 30},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201
+    created = r.json()
+    assert created == {"id": created["id"], "name": "제주 감귤 5kg", "price": 25_900, "stock": 30}
+    assert isinstance(created["id"], int)
+    assert created["id"] >= 1
+    assert (await client.get(f"/products/{created['id']}")).json() == created
+    assert created in await catalogue(client)
+
+
+async def test_products_are_listed_by_id(
+    client: httpx.AsyncClient, new_product: NewProduct
+) -> None:
+    made = [await new_product(name=f"item {i}") for i in range(3)]
+    items = await catalogue(client)
+    ids = [i["id"] for i in items]
+    assert ids == sorted(ids)
+    assert all(m in items for m in made)
+
+
+async def test_set_stock_replaces_what_is_left_and_sold_out_shows_zero(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], new_product: NewProduct
+) -> None:
+    product = await new_product(stock=5)
+    r = await client.put(
+        f"/products/{product['id']}/stock", json={"stock": 0}, headers=admin_headers
+    )
+    assert r.status_code == 200
+    assert r.json() == {**product, "stock": 0}
+    assert (await client.get(f"/products/{product['id']}")).json()["stock"] == 0
+    r = await client.put(
+        f"/products/{product['id']}/stock", json={"stock": 7}, headers=admin_headers
+    )
+    assert r.json() == {**product, "stock": 7}
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        ({"name": "a", "price": 1, "stock": 0}, {"name": "a", "price": 1, "stock": 0}),
+        (
+            {"name": "x" * 200, "price": 100_000_000, "stock": 1_000_000_000},
+            {"name": "x" * 200, "price": 100_000_000, "stock": 1_000_000_000},
+        ),
+        (
+            {"name": "  padded  ", "price": 10, "stock": 1},
+            {"name": "padded", "price": 10, "stock": 1},
+        ),
+        (
+            {"name": " " + "y" * 200 + " ", "price": 10, "stock": 1},
+            {"name": "y" * 200, "price": 10, "stock": 1},
+        ),
+    ],
+)
+async def test_boundary_values_are_accepted(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    body: dict[str, Any],
+    stored: dict[str, Any],
+) -> None:
+    r = await client.post("/products", json=body, headers=admin_headers)
+    assert r.status_code == 201, r.text
+    assert {k: v for k, v in r.json().items() if k != "id"} == stored
+
+
+BAD_NUMBERS = [0, -1, 1.5, 100.0, "100", True, None, 10**30, -(10**30), [1], {"n": 1}]
+
+
+@pytest.mark.parametrize(
+    ("body", "content"),
+    [
+        *[({"name": "n", "price": bad, "stock": 1}, None) for bad in BAD_NUMBERS],
+        ({"name": "n", "price": 100_000_001, "stock": 1}, None),
+        *[({"name": "n", "price": 10, "stock": bad}, None) for bad in BAD_NUMBERS if bad != 0],
+        ({"name": "n", "price": 10, "stock": 1_000_000_001}, None),
+        ({"name": "", "price": 10, "stock": 1}, None),
+        ({"name": "   ", "price": 10, "stock": 1}, None),
+        ({"name": "x" * 201, "price": 10, "stock": 1}, None),
+        ({"name": "nul\x00byte", "price": 10, "stock": 1}, None),
+        ({"name": "line\nbreak", "price": 10, "stock": 1}, None),
+        ({"name": 123, "price": 10, "stock": 1}, None),
+        ({"name": None, "price": 10, "stock": 1}, None),
+        ({"price": 10, "stock": 1}, None),
+        ({"name": "n", "stock": 1}, None),
+        ({"name": "n", "price": 10}, None),
+        ({}, None),
+        ({"name": "n", "price": 10, "stock": 1, "id": 5}, None),
+        (None, b"{not json"),
+        (None, b""),
+        (None, b"[]"),
+        (None, b'"n"'),
+        (None, b'{"name": "n", "price": 10, "stock": 1'),
+    ],
+)
+async def test_invalid_new_product_is_422_and_changes_nothing(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    new_product: NewProduct,
+    body: object,
+    content: bytes | None,
+) -> None:
+    await new_product()
+    before = await catalogue(client)
+    if content is not None:
+        headers = {**admin_headers, "content-type": "application/json"}
+        r = await client.post("/products", content=content, headers=headers)
+    else:
+        r = await client.post("/products", json=body, headers=admin_headers)
+    problem = assert_problem(r, 422, "VALIDATION_ERROR")
+    assert problem["errors"]
+    assert await catalogue(client) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "content"),
+    [
+        *[({"stock": bad}, None) for bad in BAD_NUMBERS if bad != 0],
+        ({"stock": 1_000_000_001}, None),
+        ({}, None),
+        ({"stock": 1, "price": 5}, None),
+        (None, b"{not json"),
+        (None, b""),
+        (None, b"[3]"),
+    ],
+)
+async def test_invalid_stock_update_is_422_and_changes_nothing(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    new_product: NewProduct,
+    body: object,
+    content: bytes | None,
+) -> None:
+    product = await new_product(stock=4)
+    path = f"/products/{product['id']}/stock"
+    if content is not None:
+        headers = {**admin_headers, "content-type": "application/json"}
+        r = await client.put(path, content=content, headers=headers)
+    else:
+        r = await client.put(path, json=body, headers=admin_headers)
+    problem = assert_problem(r, 422, "VALIDATION_ERROR")
+    assert problem["errors"]
+    assert (await client.get(f"/products/{product['id']}")).json() == product
+
+
+async def test_unknown_product_is_404_and_changes_nothing(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    before = await catalogue(client)
+    unknown = MAX_ID  # the largest valid id: well-formed, never issued here
+    assert_problem(await client.get(f"/products/{unknown}"), 404, "PRODUCT_NOT_FOUND")
+    r = await client.put(f"/products/{unknown}/stock", json={"stock": 3}, headers=admin_headers)
+    assert_problem(r, 404, "PRODUCT_NOT_FOUND")
+    assert await catalogue(client) == before
+
+
+@pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), str(10**30), "abc", "1.5", "1e3"])
+async def test_out_of_range_product_id_is_422(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], bad_id: str
+) -> None:
+    before = await catalogue(client)
+    for r in (
+        await client.get(f"/products/{bad_id}"),
+        await client.put(f"/products/{bad_id}/stock", json={"stock": 1}, headers=admin_headers),
+    ):
+        assert_problem(r, 422, "VALIDATION_ERROR")
+    assert await catalogue(client) == before
+
+
+def _bad_tokens(secret: str) -> dict[str, dict[str, str]]:
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    exp = int(time.time()) + 3600
+    return {
+        "missing": {},
+        "garbage": bearer("not-a-jwt"),
+        "bearer without token": {"Authorization": "Bearer"},
+        "basic scheme": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        "wrong secret": bearer(mint("another-secret", "1", "admin")),
+        "expired": bearer(mint(secret, "1", "admin", ttl_s=-60)),
+        "no subject": bearer(jwt.encode({"role": "admin", "exp": exp}, secret, "HS256")),
+        "unknown role": bearer(
+            jwt.encode({"sub": "1", "role": "root", "exp": exp}, secret, "HS256")
+        ),
+        "alg none": bearer(jwt.encode({"sub": "1", "role": "admin", "exp": exp}, None, "none")),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "garbage",
+        "bearer without token",
+        "basic scheme",
+        "wrong secret",
+        "expired",
+        "no subject",
+        "unknown role",
+        "alg none",
+    ],
+)
+async def test_admin_endpoints_without_a_valid_token_are_401_and_change_nothing(
+    client: httpx.AsyncClient, settings: Settings, new_product: NewProduct, case: str
+) -> None:
+    product = await new_product(stock=4)
+    before = await catalogue(client)
+    headers = _bad_tokens(settings.jwt_secret)[case]
+    for r in (
+        await client.post(
+            "/products", json={"name": "n", "price": 10, "stock": 1}, headers=headers
+        ),
+        await client.put(f"/products/{product['id']}/stock", json={"stock": 9}, headers=headers),
+    ):
+        assert_problem(r, 401, "UNAUTHENTICATED")
+    assert await catalogue(client) == before
+
+
+async def test_admin_endpoints_with_a_user_token_are_403_and_change_nothing(
+    client: httpx.AsyncClient, user_headers: dict[str, str], new_product: NewProduct
+) -> None:
+    product = await new_product(stock=4)
+    before = await catalogue(client)
+    for r in (
+        await client.post(
+            "/products", json={"name": "n", "price": 10, "stock": 1}, headers=user_headers
+        ),
+        await client.put(
+            f"/products/{product['id']}/stock", json={"stock": 9}, headers=user_headers
+        ),
+    ):
+        assert_problem(r, 403, "FORBIDDEN")
+    assert await catalogue(client) == before
+
+
+async def test_reads_need_no_token(client: httpx.AsyncClient, new_product: NewProduct) -> None:
+    product = await new_product()
+    assert (await client.get(f"/products/{product['id']}")).status_code == 200
+    assert (await client.get("/products")).status_code == 200
