@@ -1,0 +1,109 @@
+"""Renders the gateway's nginx configuration for a local nginx master (deploy/local/gateway.sh,
+the end-to-end tests) from the one template that docker-compose and Kubernetes use too.
+
+    python deploy/gateway/render.py --state-dir .local/gateway --log-dir .local/logs
+
+writes <state-dir>/gateway.conf and <state-dir>/nginx.conf and prints the latter's path.
+Placeholders are `${GATEWAY_*}`, substituted exactly as the official nginx image's envsubst step
+does with NGINX_ENVSUBST_FILTER=^GATEWAY_. Values come from the environment, with the local
+defaults below (upstreams on 127.0.0.1 at the services' own *_HTTP_PORT settings).
+Standard library only, so it runs before the workspace is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GATEWAY_TEMPLATE = HERE / "gateway.conf.template"
+MAIN_TEMPLATE = HERE / "nginx.main.conf.template"
+PLACEHOLDER = re.compile(r"\$\{(GATEWAY_[A-Z0-9_]+)\}")
+
+# service -> (the service's port setting, its default); the same names as deploy/local/run.sh.
+SERVICE_PORTS: dict[str, tuple[str, int]] = {
+    "point": ("POINT_HTTP_PORT", 8001),
+    "product": ("PRODUCT_HTTP_PORT", 8002),
+    "coupon": ("COUPON_HTTP_PORT", 8003),
+    "order": ("ORDER_HTTP_PORT", 8004),
+    "ranking": ("RANKING_HTTP_PORT", 8005),
+}
+DEFAULT_PORT = 8000
+DEFAULT_ISSUE_RATE = "20r/s"
+DEFAULT_ISSUE_BURST = "40"
+
+
+def placeholders(template: str) -> set[str]:
+    return set(PLACEHOLDER.findall(template))
+
+
+def substitute(template: str, values: Mapping[str, str]) -> str:
+    missing = sorted(placeholders(template) - set(values))
+    if missing:
+        raise KeyError(f"no value for {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def upstream_variable(service: str) -> str:
+    return f"GATEWAY_{service.upper()}_UPSTREAM"
+
+
+def http_values(env: Mapping[str, str], *, access_log: str) -> dict[str, str]:
+    """Values of gateway.conf.template for upstreams on this machine."""
+    values = {
+        "GATEWAY_HTTP_PORT": env.get("GATEWAY_HTTP_PORT", str(DEFAULT_PORT)),
+        "GATEWAY_ISSUE_RATE": env.get("GATEWAY_ISSUE_RATE", DEFAULT_ISSUE_RATE),
+        "GATEWAY_ISSUE_BURST": env.get("GATEWAY_ISSUE_BURST", DEFAULT_ISSUE_BURST),
+        "GATEWAY_ACCESS_LOG": env.get("GATEWAY_ACCESS_LOG", access_log),
+    }
+    for service, (port_setting, default_port) in SERVICE_PORTS.items():
+        variable = upstream_variable(service)
+        values[variable] = env.get(
+            variable, f"127.0.0.1:{env.get(port_setting, str(default_port))}"
+        )
+    return values
+
+
+def render_local(
+    state_dir: Path, log_dir: Path, env: Mapping[str, str], *, worker_processes: str = "auto"
+) -> Path:
+    """Writes gateway.conf and nginx.conf into state_dir; returns the nginx.conf to start with."""
+    state_dir = state_dir.resolve()
+    log_dir = log_dir.resolve()
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (state_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    values = http_values(env, access_log=str(log_dir / "gateway-access.log"))
+    values |= {
+        "GATEWAY_STATE_DIR": str(state_dir),
+        "GATEWAY_ERROR_LOG": env.get("GATEWAY_ERROR_LOG", str(log_dir / "gateway-error.log")),
+        "GATEWAY_WORKER_PROCESSES": env.get("GATEWAY_WORKER_PROCESSES", worker_processes),
+    }
+    (state_dir / "gateway.conf").write_text(
+        substitute(GATEWAY_TEMPLATE.read_text(), values), encoding="utf-8"
+    )
+    main_conf = state_dir / "nginx.conf"
+    main_conf.write_text(substitute(MAIN_TEMPLATE.read_text(), values), encoding="utf-8")
+    return main_conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--log-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        conf = render_local(args.state_dir, args.log_dir, os.environ)
+    except KeyError as exc:
+        print(f"render.py: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(conf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
