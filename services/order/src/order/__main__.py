@@ -1,0 +1,3 @@
+from order.main import main
+
+main()

@@ -1,0 +1,94 @@
+from datetime import timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from order.api.deps import AppSettings, Completions, Db, WaitPreference
+from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
+from order.domain.order import Order
+from order.service import ordering
+from shopkit.api import IdPath
+from shopkit.auth import OptionalClaims, authorize_user
+
+router = APIRouter(tags=["orders"])
+
+_FINAL = "The order reached PAID or FAILED while the request waited (`Prefer: wait=N`)."
+_PENDING = "The order is PENDING: the saga goes on; GET /orders/{order_id} tells how it ends."
+
+
+@router.post(
+    "/orders",
+    status_code=202,
+    response_model=OrderView,
+    responses={201: {"model": OrderView, "description": _FINAL}, 202: {"description": _PENDING}},
+)
+async def place_order(
+    request: Request,
+    body: PlaceOrderRequest,
+    db: Db,
+    claims: OptionalClaims,
+    config: AppSettings,
+    completions: Completions,
+    wait_s: WaitPreference,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="A retry with the same key (per user) answers with the same order, "
+            "in its current state, and header `Idempotent-Replayed: true`; never a second order.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Places an order; the saga (stock, coupon, payment) runs asynchronously."""
+    authorize_user(request, claims, body.user_id)
+    placed = await ordering.place_order(
+        db,
+        body.command(),
+        saga_timeout=timedelta(seconds=config.saga_timeout_s),
+        idempotency_key=idempotency_key,
+    )
+    order = placed.order
+    if wait_s:
+        order = await ordering.wait_until_final(db, completions, order.order_id, wait_s)
+    headers = {"Location": f"/orders/{order.order_id}"}
+    if placed.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if wait_s is not None:
+        headers["Preference-Applied"] = f"wait={wait_s:g}"
+    return _order_response(order, headers)
+
+
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderView,
+    responses={404: {"description": "ORDER_NOT_FOUND"}},
+)
+async def get_order(request: Request, order_id: UUID, db: Db, claims: OptionalClaims) -> OrderView:
+    order = await ordering.get_order(db, order_id)
+    authorize_user(request, claims, order.user_id)
+    return OrderView.of(order)
+
+
+@router.get("/users/{user_id}/orders", response_model=OrderList)
+async def orders_of_user(
+    request: Request,
+    user_id: IdPath,
+    db: Db,
+    claims: OptionalClaims,
+    limit: Annotated[
+        int, Query(ge=1, le=1_000, description="At most this many, newest first.")
+    ] = 100,
+) -> OrderList:
+    authorize_user(request, claims, user_id)
+    orders = await ordering.orders_of_user(db, user_id, limit)
+    return OrderList(items=[OrderView.of(o) for o in orders])
+
+
+def _order_response(order: Order, headers: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(
+        OrderView.of(order).model_dump(mode="json"),
+        status_code=201 if order.is_final else 202,
+        headers=headers,
+    )

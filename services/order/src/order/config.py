@@ -1,0 +1,27 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shopkit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "order"
+    database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_order"
+    http_port: int = 8004
+
+    saga_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An order still PENDING this long after it was placed fails with TIMEOUT.",
+    )
+    deadline_sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the sweeper looks for overdue orders."
+    )
+    deadline_sweep_batch: int = Field(
+        default=100, ge=1, description="Overdue orders failed per transaction."
+    )
+    max_wait_s: float = Field(
+        default=30.0, ge=0, description="Upper bound of `Prefer: wait=N` on POST /orders."
+    )

@@ -1,0 +1,221 @@
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from order.config import Settings
+from order.main import create_app
+from shop_contracts import (
+    Envelope,
+    Event,
+    ExcludedLine,
+    ExclusionReason,
+    OrderPriced,
+    PaymentCompleted,
+    ReservedLine,
+    StockReserved,
+    topics,
+)
+from shopkit.testing import (
+    asyncpg_dsn,
+    collect,
+    eventually,
+    publish,
+    running_server,
+    temp_database,
+    topic_reader,
+    unique,
+)
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    async with temp_database("order") as url:
+        yield Settings(
+            database_url=url,
+            kafka_topic_prefix=unique("t.order.") + ".",
+            deadline_sweep_interval_s=0.2,
+        )
+
+
+@pytest.fixture(scope="session")
+async def base_url(settings: Settings) -> AsyncIterator[str]:
+    """The order service with its workers: consumers, outbox relay, deadline sweeper."""
+    async with running_server(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def api_only(settings: Settings) -> Callable[..., Any]:
+    """Another API process over the same database, without workers (no consumer, no sweeper):
+    it learns that an order ended only through NOTIFY."""
+
+    def server(**overrides: Any) -> Any:
+        config = settings.model_copy(update={"run_workers": False, **overrides})
+        return running_server(create_app(config))
+
+    return server
+
+
+def http(base_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(base_url) as c:
+        yield c
+
+
+@pytest.fixture
+async def db(settings: Settings, base_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the order database (after the service migrated it)."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def user_id() -> int:
+    import random
+
+    return random.randint(1, 2**62)
+
+
+class Saga:
+    """Drives the order service as the other services would: places orders over HTTP, sends
+    their answers to the (prefixed) topics, and looks at what the order service did."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, db: asyncpg.Connection):
+        self.client = client
+        self.settings = settings
+        self.db = db
+
+    async def place(
+        self,
+        user_id: int,
+        items: list[tuple[int, int]],
+        user_coupon_id: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        r = await self.client.post(
+            "/orders",
+            json={
+                "user_id": user_id,
+                "items": [{"product_id": p, "quantity": q} for p, q in items],
+                "user_coupon_id": user_coupon_id,
+            },
+            headers=headers,
+        )
+        assert r.status_code == 202, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def send(self, *events: Event) -> list[Envelope]:
+        """Publishes each event as its service would (one producer call each, in order)."""
+        return [await publish(self.settings.topic(e.topic), e) for e in events]
+
+    async def processed(self, *envelopes: Envelope) -> None:
+        """Until the saga consumer has committed its handling of every envelope."""
+        ids = [e.event_id for e in envelopes]
+        query = "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::uuid[])"
+        await eventually(lambda: self._all_handled(query, ids))
+
+    async def _all_handled(self, query: str, ids: list[UUID]) -> bool:
+        return bool(await self.db.fetchval(query, ids) == len(ids))
+
+    async def order(self, order_id: str | UUID) -> dict[str, Any]:
+        r = await self.client.get(f"/orders/{order_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def ended(self, order_id: str | UUID) -> dict[str, Any]:
+        """The order once it is PAID or FAILED."""
+
+        async def final() -> dict[str, Any] | None:
+            order = await self.order(order_id)
+            return order if order["status"] != "PENDING" else None
+
+        result: dict[str, Any] = await eventually(final)
+        return result
+
+    async def outbox(self, order_id: str | UUID) -> list[tuple[str, dict[str, Any]]]:
+        """The events the order service emitted for this order, oldest first."""
+        rows = await self.db.fetch(
+            "SELECT event_type, envelope FROM outbox WHERE key = $1 ORDER BY id", str(order_id)
+        )
+        return [(r["event_type"], orjson.loads(r["envelope"])["payload"]) for r in rows]
+
+    @staticmethod
+    def reserved(
+        order: dict[str, Any], prices: dict[int, int], excluded: dict[int, str] | None = None
+    ) -> StockReserved:
+        """The product service's answer: the lines in `prices` reserved at those unit prices."""
+        excluded = excluded or {}
+        return StockReserved(
+            order_id=order["order_id"],
+            user_id=order["user_id"],
+            user_coupon_id=order["user_coupon_id"],
+            reserved=[
+                ReservedLine(
+                    product_id=line["product_id"],
+                    name=f"product {line['product_id']}",
+                    quantity=line["quantity"],
+                    unit_price=prices[line["product_id"]],
+                )
+                for line in order["lines"]
+                if line["product_id"] in prices
+            ],
+            excluded=[
+                ExcludedLine(
+                    product_id=line["product_id"],
+                    quantity=line["quantity"],
+                    reason=ExclusionReason(excluded[line["product_id"]]),
+                )
+                for line in order["lines"]
+                if line["product_id"] in excluded
+            ],
+        )
+
+    @staticmethod
+    def priced(order: dict[str, Any], subtotal: int, discount: int = 0) -> OrderPriced:
+        return OrderPriced(
+            order_id=order["order_id"],
+            user_id=order["user_id"],
+            user_coupon_id=order["user_coupon_id"],
+            subtotal=subtotal,
+            discount=discount,
+            total=subtotal - discount,
+        )
+
+    @staticmethod
+    def paid(order: dict[str, Any], amount: int) -> PaymentCompleted:
+        return PaymentCompleted(
+            order_id=order["order_id"], user_id=order["user_id"], amount=amount, balance_after=0
+        )
+
+    async def published(self, order_id: str | UUID, event_type: str) -> dict[str, Any]:
+        """The payload of the first `event_type` for this order read back from Kafka."""
+        wanted = UUID(str(order_id))
+
+        def matches(record: Any) -> bool:
+            envelope = Envelope.model_validate_json(record.value)
+            return envelope.order_id == wanted and envelope.event_type == event_type
+
+        async with topic_reader(self.settings.topic(topics.ORDER_EVENTS)) as reader:
+            records = await collect(reader, lambda seen: any(matches(r) for r in seen))
+        envelope = Envelope.model_validate_json(next(r for r in records if matches(r)).value)
+        return envelope.payload
+
+
+@pytest.fixture
+async def saga(client: httpx.AsyncClient, settings: Settings, db: asyncpg.Connection) -> Saga:
+    return Saga(client, settings, db)
