@@ -1,0 +1,3 @@
+from order.relay.main import main
+
+main()

@@ -1,0 +1,43 @@
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shopkit.settings import ServiceSettings
+
+
+class RelaySettings(ServiceSettings):
+    """`ORDER_RELAY_*`; the platform's address and secret are shared names without prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORDER_RELAY_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "order-relay"
+    database_url: str = Field(
+        default="postgresql+asyncpg://shop:shop@localhost:5432/shop_order",
+        description="Where the relay keeps relay_deliveries (its own table; the order DB by default).",
+    )
+    http_port: int = Field(default=8006, description="/healthz, /readyz and /metrics.")
+    run_workers: bool = Field(
+        default=False, description="No outbox relay or saga consumers in this process."
+    )
+    run_migrations: bool = False
+
+    data_platform_url: str = Field(
+        default="http://localhost:8090",
+        validation_alias=AliasChoices("DATA_PLATFORM_URL", "data_platform_url"),
+    )
+    data_platform_secret: str = Field(
+        default="local-dev-platform-secret",
+        validation_alias=AliasChoices("DATA_PLATFORM_SECRET", "data_platform_secret"),
+    )
+    consumer_group: str = "order.dataplatform-relay"
+    max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per event, the first included."
+    )
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_jitter_s: float = Field(default=0.5, ge=0, description="Random extra wait, 0..this.")
+    request_timeout_s: float = Field(default=5.0, gt=0, description="Per attempt.")
+    deliveries_retention_days: int = Field(
+        default=30, ge=1, description="How long delivered event ids are remembered."
+    )

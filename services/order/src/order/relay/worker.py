@@ -1,0 +1,275 @@
+"""The relay's consumer loop.
+
+Partitions are independent: each fetched batch is handed to its own task and the partition
+is paused until that task is done, so a slow or failing platform holds back only the
+partition whose event is being retried; the others keep flowing. Within a partition events
+go one at a time, in order. Offsets are committed as each event is finished (delivered,
+dead-lettered or skipped), never before.
+
+Exactly one logical delivery per event: the platform dedupes on the Idempotency-Key (the event
+id), and the relay also remembers delivered event ids (relay_deliveries), so a redelivered
+event is not even sent again. The only window left — delivered, then killed before the row
+is written — is closed by the platform's dedupe.
+"""
+
+import asyncio
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from order.relay.config import RelaySettings
+from order.relay.deliveries import Deliveries, Outcome
+from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
+from order.relay.platform import DataPlatformClient, DeliveryFailed
+from shop_contracts import Envelope, OrderPaid, topics
+from shopkit.logging import bound, get_logger
+
+log = get_logger(__name__)
+
+Record: TypeAlias = ConsumerRecord[Any, Any]
+PRUNE_EVERY_S = 3600.0
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, relay: "DataPlatformRelay") -> None:
+        self.relay = relay
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.relay.release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        return None
+
+
+class DataPlatformRelay:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        deliveries: Deliveries,
+        producer: AIOKafkaProducer,
+        platform: DataPlatformClient,
+    ) -> None:
+        self.settings = settings
+        self.deliveries = deliveries
+        self.producer = producer
+        self.platform = platform
+        self._consumer: AIOKafkaConsumer | None = None
+        self._busy: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._committed: dict[TopicPartition, int] = {}
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=f"{self.settings.kafka_topic_prefix}{self.settings.consumer_group}",
+            client_id=f"{self.settings.service_name}-{self.settings.consumer_group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; reconnects with backoff when anything below fails."""
+        backoff = 1.0
+        next_prune = 0.0
+        while not stop.is_set():
+            consumer = self._consumer = self._new_consumer()
+            consumer.subscribe(
+                [self.settings.topic(topics.ORDER_EVENTS)], listener=_Revocations(self)
+            )
+            try:
+                await consumer.start()
+                log.info("relay_started", platform=self.settings.data_platform_url)
+                backoff = 1.0
+                while not stop.is_set():
+                    await self._dispatch(consumer)
+                    await self._settle(consumer)
+                    if time.monotonic() >= next_prune:
+                        await self.deliveries.prune(
+                            timedelta(days=self.settings.deliveries_retention_days)
+                        )
+                        next_prune = time.monotonic() + PRUNE_EVERY_S
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay_crashed", retry_in_s=backoff)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                await self._drain(consumer)
+                await consumer.stop()
+                self._consumer = None
+        log.info("relay_stopped")
+
+    async def _dispatch(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(
+            timeout_ms=200, max_records=self.settings.consumer_batch_size
+        )
+        for tp, records in batches.items():
+            consumer.pause(tp)
+            self._busy[tp] = asyncio.create_task(self._work(tp, records), name=f"relay-{tp}")
+
+    async def _work(self, tp: TopicPartition, records: list[Record]) -> None:
+        for record in records:
+            await self.handle(record)
+            self._done[tp] = record.offset + 1
+
+    async def _settle(self, consumer: AIOKafkaConsumer) -> None:
+        """Resume the partitions whose batch is done and commit what was finished."""
+        for tp, task in list(self._busy.items()):
+            if task.done():
+                del self._busy[tp]
+                task.result()  # a database or Kafka failure restarts the consumer
+                if tp in consumer.assignment():
+                    consumer.resume(tp)
+        await self._commit(consumer, self._done.keys())
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        offsets = {
+            tp: self._done[tp]
+            for tp in tps
+            if tp in self._done and self._committed.get(tp) != self._done[tp]
+        }
+        if offsets:
+            await consumer.commit(offsets)
+            self._committed.update(offsets)
+
+    async def release(self, tps: set[TopicPartition]) -> None:
+        """Partitions going to another consumer: stop their work, commit what was finished."""
+        await self._cancel([t for tp, t in self._busy.items() if tp in tps])
+        for tp in tps:
+            self._busy.pop(tp, None)
+        if self._consumer is not None:
+            try:
+                await self._commit(self._consumer, tps)
+            except Exception:
+                log.warning("relay_commit_on_revoke_failed", exc_info=True)
+        for tp in tps:
+            self._done.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        """Shutdown or restart: let batches in hand finish for a while, commit, forget."""
+        if self._busy:
+            _, pending = await asyncio.wait(
+                self._busy.values(), timeout=self.settings.shutdown_timeout_s
+            )
+            await self._cancel(list(pending))
+        try:
+            await self._commit(consumer, list(self._done))
+        except Exception:
+            log.warning("relay_final_commit_failed", exc_info=True)
+        self._busy.clear()
+        self._done.clear()
+        self._committed.clear()
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def handle(self, record: Record) -> None:
+        """One event: deliver an OrderPaid once, dead-letter it after the last attempt."""
+        try:
+            envelope = Envelope.model_validate_json(record.value)
+        except ValidationError as exc:
+            await self._dead_letter(record, f"unparseable envelope: {exc}", attempts=0)
+            return
+        if envelope.event_type != OrderPaid.__name__:
+            return  # the saga's other events share the topic
+        with bound(order_id=str(envelope.order_id), event_id=str(envelope.event_id)):
+            try:
+                paid = OrderPaid.model_validate(envelope.payload)
+            except ValidationError as exc:
+                await self._dead_letter(record, f"invalid OrderPaid: {exc}", attempts=0)
+                return
+            if await self.deliveries.delivered(envelope.event_id):
+                SKIPPED.inc()
+                log.info("already_delivered")
+                return
+            body = orjson.dumps(paid.model_dump(mode="json"))
+            started = time.monotonic()
+            try:
+                attempts = await self._deliver(envelope, body)
+            except DeliveryFailed as exc:
+                attempts = self.settings.max_attempts
+                await self._dead_letter(record, str(exc), attempts)
+                await self.deliveries.record(
+                    envelope.event_id, paid.order_id, Outcome.DEAD_LETTERED, attempts, str(exc)
+                )
+                return
+            await self.deliveries.record(
+                envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts
+            )
+            DELIVERED.inc()
+            DELIVERY_SECONDS.observe(time.monotonic() - started)
+            log.info("delivered_to_data_platform", attempts=attempts)
+
+    async def _deliver(self, envelope: Envelope, body: bytes) -> int:
+        """POST until a 2xx; the number of attempts it took. Raises the last DeliveryFailed."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.settings.backoff_initial_s,
+                max=self.settings.backoff_max_s,
+                jitter=self.settings.backoff_jitter_s,
+            ),
+            retry=retry_if_exception_type(DeliveryFailed),
+            before_sleep=_count_retry,
+            reraise=True,
+        )
+        attempts = 0
+        async for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                await self.platform.post_order(envelope.event_id, body)
+        return attempts
+
+    async def _dead_letter(self, record: Record, error: str, attempts: int) -> None:
+        await self.producer.send_and_wait(
+            self.settings.topic(topics.DEAD_LETTER),
+            value=record.value,
+            key=record.key,
+            headers=[
+                ("dlq.consumer", self.settings.consumer_group.encode()),
+                ("dlq.error", error[:2000].encode()),
+                ("dlq.attempts", str(attempts).encode()),
+                ("dlq.topic", record.topic.encode()),
+                ("dlq.partition", str(record.partition).encode()),
+                ("dlq.offset", str(record.offset).encode()),
+            ],
+        )
+        DEAD_LETTERED.inc()
+        log.error("dead_lettered", error=error[:500], attempts=attempts)
+
+
+def _count_retry(state: RetryCallState) -> None:
+    RETRIED.inc()
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    log.warning(
+        "delivery_failed_will_retry",
+        attempt=state.attempt_number,
+        error=str(error),
+        retry_in_s=round(state.upcoming_sleep, 3),
+    )
