@@ -281,3 +281,22 @@ async def test_reads_need_no_token(client: httpx.AsyncClient, new_product: NewPr
     product = await new_product()
     assert (await client.get(f"/products/{product['id']}")).status_code == 200
     assert (await client.get("/products")).status_code == 200
+
+
+async def test_an_anonymous_caller_gets_401_before_any_validation(
+    client: httpx.AsyncClient,
+) -> None:
+    before = await catalogue(client)
+    r = await client.post("/products", json={"name": "", "price": -1, "stock": 1.5})
+    assert_problem(r, 401, "UNAUTHENTICATED")
+    r = await client.put("/products/1/stock", json={"stock": "lots"})
+    assert_problem(r, 401, "UNAUTHENTICATED")
+    assert await catalogue(client) == before
+
+
+async def test_service_endpoints_answer(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert "http_request_duration_seconds" in (await client.get("/metrics")).text
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert set(paths) >= {"/products", "/products/{product_id}", "/products/{product_id}/stock"}

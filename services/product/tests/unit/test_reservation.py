@@ -191,6 +191,15 @@ async def test_an_order_with_nothing_available_is_rejected_and_takes_nothing() -
     assert store.orders[created.order_id] is ReservationStatus.REJECTED
 
 
+async def test_an_order_without_lines_is_rejected() -> None:
+    store = store_with(p1=5)
+    created = order()
+    assert await reserve(store, created) == StockRejected(
+        order_id=created.order_id, user_id=7, excluded=[]
+    )
+    assert store.orders[created.order_id] is ReservationStatus.REJECTED
+
+
 async def test_a_quantity_too_large_for_any_stock_is_out_of_stock_without_a_take() -> None:
     store = store_with(p1=5)
     outcome = await reserve(store, order((1, 2**63), (2, 2**64)))
