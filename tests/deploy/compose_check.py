@@ -1,0 +1,241 @@
+"""Checks docker-compose.yml against the local stack (stack_model): every process, port,
+environment variable, database and gateway route of one must be in the other. Returns the
+problems as sentences, so a test can show them all at once and a mutation test can look for one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .stack_model import ROOT, LocalStack, resolve
+
+POSTGRES_INIT = ROOT / "deploy" / "docker" / "postgres-init"
+_CREATE_DATABASE = re.compile(r"CREATE\s+DATABASE\s+\"?(\w+)\"?", re.IGNORECASE)
+INFRA = {"kafka", "postgres", "redis"}
+
+
+def app_services(doc: dict[str, Any]) -> dict[str, str]:
+    """compose service → the module it runs with `python -m`."""
+    found = {}
+    for name, service in doc.get("services", {}).items():
+        command = service.get("command")
+        if isinstance(command, list) and command[:2] == ["python", "-m"] and len(command) > 2:
+            found[name] = str(command[2])
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): resolve(v) for k, v in env.items()}
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    ports = set()
+    for entry in service.get("ports") or []:
+        host, _, container = str(entry).rpartition(":")
+        ports.add((int(host.rsplit(":", 1)[-1]), int(container.split("/")[0])))
+    return ports
+
+
+def healthcheck_text(service: dict[str, Any]) -> str:
+    test = (service.get("healthcheck") or {}).get("test") or []
+    return " ".join(str(part) for part in test) if isinstance(test, list) else str(test)
+
+
+def depends_healthy(service: dict[str, Any], dependency: str) -> bool:
+    depends = service.get("depends_on") or {}
+    if isinstance(depends, list):
+        return False
+    return (depends.get(dependency) or {}).get("condition") == "service_healthy"
+
+
+def database_names(sql_dir: Path = POSTGRES_INIT) -> set[str]:
+    return {
+        name
+        for path in sorted(sql_dir.glob("*.sql"))
+        for name in _CREATE_DATABASE.findall(path.read_text())
+    }
+
+
+def _port(url: str, default: int) -> int:
+    return urlsplit(url if "://" in url else f"tcp://{url}").port or default
+
+
+def check_compose(
+    doc: dict[str, Any], stack: LocalStack, init_databases: set[str] | None = None
+) -> list[str]:
+    problems: list[str] = []
+    services: dict[str, dict[str, Any]] = doc.get("services", {})
+    apps = app_services(doc)
+    defaults = stack.stack_defaults
+    kafka_port = _port(defaults.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"), 9092)
+    pg_port = int(defaults.get("PGPORT", "5432"))
+    redis_port = _port(defaults.get("REDIS_URL", "redis://localhost:6379/0"), 6379)
+    pg_user = defaults.get("SHOP_PG_USER", "shop")
+    pg_password = defaults.get("SHOP_PG_PASSWORD", "shop")
+
+    # Infrastructure on the local stack's ports.
+    for name, port in (("kafka", kafka_port), ("postgres", pg_port), ("redis", redis_port)):
+        if name not in services:
+            problems.append(f"compose has no {name} service")
+        elif port not in {host for host, _ in published_ports(services[name])}:
+            problems.append(f"compose {name} is not published on the local stack's port {port}")
+    if "postgres" in services:
+        pg_env = environment(services["postgres"])
+        if (pg_env.get("POSTGRES_USER"), pg_env.get("POSTGRES_PASSWORD")) != (pg_user, pg_password):
+            problems.append(
+                f"compose postgres user/password differ from stack.sh's SHOP_PG_USER/SHOP_PG_PASSWORD ({pg_user}/{pg_password})"
+            )
+
+    # The same processes.
+    for module in sorted(stack.modules - set(apps.values())):
+        process = stack.process(module)
+        assert process is not None
+        problems.append(
+            f"local process {process.name!r} (python -m {module}) has no compose service"
+        )
+    for name, module in sorted(apps.items()):
+        if module not in stack.modules:
+            problems.append(
+                f"compose service {name!r} runs python -m {module}, which the local stack (run.sh PROCESSES) does not run"
+            )
+
+    # Per process: variables, ports, health, databases, dependencies.
+    expected_databases: set[str] = set()
+    for name, module in sorted(apps.items()):
+        service = services[name]
+        known = stack.env.get(module)
+        process = stack.process(module)
+        if known is None or process is None:
+            continue  # reported above as a process the local stack does not run
+        env = environment(service)
+        build_args = (service.get("build") or {}).get("args") or {}
+        if build_args.get("SERVICE") != stack.packages.get(module):
+            problems.append(
+                f"compose {name}: build arg SERVICE={build_args.get('SERVICE')!r}, but {module} ships in package {stack.packages.get(module)!r}"
+            )
+        for var in sorted(set(env) - set(known)):
+            problems.append(
+                f"compose {name}: {var} is not a setting of {module} (it reads {', '.join(sorted(known))})"
+            )
+        if process.port_var is not None and process.port is not None:
+            port, port_var, host_var = process.port, process.port_var, process.host_var
+            if port_var not in known:
+                problems.append(
+                    f"run.sh waits for {process.name} on {port_var}, which is not a setting of {module}"
+                )
+            elif known[port_var] is not None and str(known[port_var]) != str(port):
+                problems.append(
+                    f"{module}'s {port_var} defaults to {known[port_var]}, run.sh's readiness URL to {port}"
+                )
+            if env.get(port_var) != str(port):
+                problems.append(
+                    f"compose {name}: {port_var} should be {port} (the local port), is {env.get(port_var)!r}"
+                )
+            if host_var and host_var in known and env.get(host_var) != "0.0.0.0":
+                problems.append(f"compose {name}: {host_var} must be 0.0.0.0 inside a container")
+            if (port, port) not in published_ports(service):
+                problems.append(f"compose {name}: port {port} is not published as {port}:{port}")
+            if f":{port}{process.ready_path}" not in healthcheck_text(service):
+                problems.append(
+                    f"compose {name}: healthcheck must probe :{port}{process.ready_path} like run.sh does"
+                )
+        elif not service.get("healthcheck") and process.port_var is not None:
+            problems.append(f"compose {name}: no healthcheck")
+        for var, default in sorted(known.items()):
+            if not var.endswith("DATABASE_URL"):
+                continue
+            if var not in env:
+                problems.append(f"compose {name}: {var} is missing")
+                continue
+            url = urlsplit(env[var].replace("+asyncpg", ""))
+            want_db = urlsplit(str(default)).path.lstrip("/") if default else None
+            have_db = url.path.lstrip("/")
+            expected_databases.add(have_db)
+            if want_db and have_db != want_db:
+                problems.append(
+                    f"compose {name}: {var} names database {have_db!r}, the local default is {want_db!r}"
+                )
+            if (url.hostname, url.port, url.username, url.password) != (
+                "postgres",
+                pg_port,
+                pg_user,
+                pg_password,
+            ):
+                problems.append(
+                    f"compose {name}: {var} must point at postgres:{pg_port} as {pg_user}"
+                )
+            if not depends_healthy(service, "postgres"):
+                problems.append(f"compose {name}: must depend on postgres being healthy")
+        if "KAFKA_BOOTSTRAP_SERVERS" in known:
+            if env.get("KAFKA_BOOTSTRAP_SERVERS") != f"kafka:{kafka_port}":
+                problems.append(
+                    f"compose {name}: KAFKA_BOOTSTRAP_SERVERS must be kafka:{kafka_port}"
+                )
+            if not depends_healthy(service, "kafka"):
+                problems.append(f"compose {name}: must depend on kafka being healthy")
+        if "REDIS_URL" in known:
+            redis_url = urlsplit(env.get("REDIS_URL", ""))
+            if (redis_url.hostname, redis_url.port) != ("redis", redis_port):
+                problems.append(f"compose {name}: REDIS_URL must point at redis:{redis_port}")
+            if not depends_healthy(service, "redis"):
+                problems.append(f"compose {name}: must depend on redis being healthy")
+
+    # One database per service, created by the init script and by stack.sh alike.
+    local_databases = set(defaults.get("SHOP_PG_DATABASES", "").split())
+    init = database_names() if init_databases is None else init_databases
+    if init != local_databases:
+        problems.append(
+            f"deploy/docker/postgres-init creates {sorted(init)}, stack.sh SHOP_PG_DATABASES is {sorted(local_databases)}"
+        )
+    for missing in sorted(expected_databases - init):
+        problems.append(f"compose services use database {missing!r}, which no init script creates")
+
+    problems += _check_gateway(services, apps, stack)
+    return problems
+
+
+def _check_gateway(
+    services: dict[str, dict[str, Any]], apps: dict[str, str], stack: LocalStack
+) -> list[str]:
+    gateway = services.get("gateway")
+    if gateway is None:
+        return ["compose has no gateway service"]
+    problems = []
+    env = environment(gateway)
+    for var in sorted(stack.gateway_placeholders - set(env)):
+        problems.append(
+            f"compose gateway: {var} (a placeholder of the gateway template) is not set"
+        )
+    for var in sorted(set(env) - stack.gateway_placeholders - {"NGINX_ENVSUBST_FILTER"}):
+        problems.append(f"compose gateway: {var} is not a placeholder of the gateway template")
+    if env.get("NGINX_ENVSUBST_FILTER") != "^GATEWAY_":
+        problems.append("compose gateway: NGINX_ENVSUBST_FILTER must be ^GATEWAY_")
+    port = env.get("GATEWAY_HTTP_PORT", "")
+    if not port.isdigit() or (int(port), int(port)) not in published_ports(gateway):
+        problems.append(f"compose gateway: GATEWAY_HTTP_PORT {port!r} is not published as itself")
+    mounts = " ".join(str(v) for v in gateway.get("volumes") or [])
+    if "deploy/gateway/gateway.conf.template:/etc/nginx/templates/" not in mounts:
+        problems.append("compose gateway: must mount deploy/gateway/gateway.conf.template")
+    for var, value in sorted(env.items()):
+        match = re.fullmatch(r"GATEWAY_([A-Z]+)_UPSTREAM", var)
+        if not match:
+            continue
+        module = match.group(1).lower()
+        host, _, upstream_port = value.partition(":")
+        process = stack.process(module)
+        if apps.get(host) != module:
+            problems.append(
+                f"compose gateway: {var}={value} but compose service {host!r} does not run {module}"
+            )
+        elif process is None or str(process.port) != upstream_port:
+            problems.append(
+                f"compose gateway: {var}={value} but {module} listens on {process.port if process else '?'}"
+            )
+        if not depends_healthy(gateway, host):
+            problems.append(f"compose gateway: must depend on {host} being healthy")
+    return problems
