@@ -144,7 +144,8 @@ def test_a_payment_before_the_price_is_kept_and_the_order_stays_pending() -> Non
     assert order.status is OrderStatus.PENDING
     assert order.pull_events() == []
     assert price(order) is Effect.APPLIED
-    assert order.status is OrderStatus.PAID
+    assert order.is_final
+    assert order.paid_at is not None
 
 
 def test_excluded_lines_are_recorded_and_left_out_of_the_paid_order() -> None:

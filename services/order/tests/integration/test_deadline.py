@@ -1,0 +1,62 @@
+"""Every order ends: the deadline sweeper fails what got no answer in time."""
+
+from typing import Any
+
+from shopkit.testing import eventually
+
+from ..conftest import Saga, http
+
+
+async def test_an_order_without_answers_fails_with_timeout_and_wakes_its_waiting_request(
+    saga: Saga, api_only: Any, user_id: int
+) -> None:
+    # placed through an API process configured with a 1 s saga deadline; the deadline is
+    # stored on the order, so the sweeper of the other (worker) process enforces it
+    async with api_only(saga_timeout_s=1.0) as url, http(url) as client:
+        r = await client.post(
+            "/orders",
+            json={"user_id": user_id, "items": [{"product_id": 4, "quantity": 2}]},
+            headers={"Prefer": "wait=25"},
+        )
+    assert r.status_code == 201
+    order = r.json()
+    assert order["status"] == "FAILED"
+    assert order["failure_reason"] == "TIMEOUT"
+    failed = await saga.published(order["order_id"], "OrderFailed")
+    assert failed["reason"] == "TIMEOUT"
+    assert failed["user_id"] == user_id
+
+    # the point service may still pay after the deadline: it refunds on OrderFailed, and
+    # the order stays FAILED
+    late = await saga.send(
+        saga.reserved(order, {4: 1_000}), saga.priced(order, 2_000), saga.paid(order, 2_000)
+    )
+    await saga.processed(*late)
+    assert await saga.order(order["order_id"]) == order
+    assert [t for t, _ in await saga.outbox(order["order_id"])] == [
+        "OrderCreated",
+        "OrderFailed",
+    ]
+    metrics = (await saga.client.get("/metrics")).text
+    assert 'saga_orders_total{reason="TIMEOUT",status="FAILED"}' in metrics
+
+
+async def test_an_order_half_way_through_the_saga_times_out_with_what_it_had_learned(
+    saga: Saga, api_only: Any, user_id: int
+) -> None:
+    async with api_only(saga_timeout_s=1.0) as url, http(url) as client:
+        order = (
+            await client.post(
+                "/orders",
+                json={"user_id": user_id, "items": [{"product_id": 8, "quantity": 1}]},
+            )
+        ).json()
+    await saga.send(saga.reserved(order, {8: 300}))
+
+    async def timed_out() -> dict[str, Any] | None:
+        current = await saga.order(order["order_id"])
+        return current if current["status"] == "FAILED" else None
+
+    final = await eventually(timed_out)
+    assert final["failure_reason"] == "TIMEOUT"
+    assert final["lines"][0]["unit_price"] in (None, 300)  # the reservation may come too late
