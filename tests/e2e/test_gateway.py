@@ -1,0 +1,415 @@
+"""The whole API through the gateway: our nginx, rendered from deploy/gateway's template exactly as
+`deploy/local/gateway.sh` renders it, in front of the services the e2e harness started. Every
+request here goes to the gateway's port, never to a service's own."""
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from shopkit.auth import mint
+from shopkit.testing import free_port
+
+from .client import Shop
+from .harness import System
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("point", "product", "coupon", "order", "ranking")
+PROBLEM = "application/problem+json"
+
+
+def _renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "gateway_render", ROOT / "deploy" / "gateway" / "render.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    if not found:
+        pytest.fail("nginx is not installed: run `deploy/local/gateway.sh install` (or make run)")
+    return found
+
+
+@dataclass
+class Gateway:
+    """Our own nginx master in the foreground, on a free port, with its files in a temp dir."""
+
+    directory: Path
+    upstreams: Mapping[str, str]
+    issue_rate: str = "20r/s"
+    issue_burst: int = 40
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def error_log(self) -> Path:
+        return self.directory / "logs" / "gateway-error.log"
+
+    async def start(self) -> None:
+        env = {
+            "GATEWAY_HTTP_PORT": str(self.port),
+            "GATEWAY_ISSUE_RATE": self.issue_rate,
+            "GATEWAY_ISSUE_BURST": str(self.issue_burst),
+            **{f"GATEWAY_{name.upper()}_UPSTREAM": addr for name, addr in self.upstreams.items()},
+        }
+        conf = _renderer().render_local(
+            self.directory / "state", self.directory / "logs", env, worker_processes="1"
+        )
+        nginx = _nginx()
+        base = [nginx, "-p", str(conf.parent), "-e", str(self.error_log), "-c", str(conf)]
+        check = await asyncio.to_thread(
+            subprocess.run, [*base, "-t", "-q"], capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen([*base, "-g", "daemon off;"])  # noqa: ASYNC220
+        deadline = asyncio.get_running_loop().time() + 20
+        async with httpx.AsyncClient(timeout=1) as http:
+            while True:
+                assert self.process.poll() is None, self.error_log.read_text()
+                try:
+                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                assert asyncio.get_running_loop().time() < deadline, "gateway did not start"
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish requests in flight
+            try:
+                await asyncio.to_thread(self.process.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    system: System, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    # A service the harness does not run (ranking, until it joins) points at a closed port.
+    upstreams = {
+        name: f"127.0.0.1:{system.services[name].port if name in system.services else free_port()}"
+        for name in SERVICES
+    }
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), upstreams, issue_rate="2r/s", issue_burst=5)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+class GatewayShop(Shop):
+    """The e2e client with every service's URL replaced by the gateway's."""
+
+    gateway_url: str = ""
+
+    def url(self, service: str, path: str) -> str:
+        return f"{self.gateway_url}{path}"
+
+
+@pytest.fixture
+async def shop_via_gateway(system: System, gateway: Gateway) -> AsyncIterator[GatewayShop]:
+    async with httpx.AsyncClient(timeout=60) as http:
+        shop = GatewayShop(
+            http,
+            system,
+            admin_token=mint(os.environ.get("JWT_SECRET", "local-dev-secret"), "0", "admin"),
+        )
+        shop.gateway_url = gateway.url
+        yield shop
+
+
+async def test_an_order_is_paid_end_to_end_through_the_gateway(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    shop = shop_via_gateway
+    user = shop.new_user()
+    latte = await shop.create_product("latte", 5_000, 10)
+    bagel = await shop.create_product("bagel", 3_500, 4)
+    coupon = await shop.create_coupon(
+        discount_type="FIXED", discount_value=1_500, min_order_amount=5_000
+    )
+    assert (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()[
+        "remaining_quantity"
+    ] == coupon["total_quantity"]
+    await shop.charge(user, 30_000)
+    user_coupon = await shop.issue(coupon["id"], user)
+
+    r = await shop.place_order(
+        user, [(latte["id"], 2), (bagel["id"], 1)], user_coupon, wait_s=30, idempotency_key="gw-1"
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["status"] == "PAID", order
+    assert order["total"] == 2 * 5_000 + 3_500 - 1_500
+
+    # The same Idempotency-Key through the gateway is the same order, never a second one.
+    again = await shop.place_order(
+        user, [(latte["id"], 2), (bagel["id"], 1)], user_coupon, idempotency_key="gw-1"
+    )
+    assert again.json()["order_id"] == order["order_id"]
+
+    assert (await shop.order(order["order_id"]))["status"] == "PAID"
+    mine = await shop.http.get(shop.url("order", f"/users/{user}/orders"))
+    assert [o["order_id"] for o in mine.json()["items"]] == [order["order_id"]]
+    assert await shop.balance(user) == 30_000 - order["total"]
+    assert [h["type"] for h in await shop.history(user)] == ["PAYMENT", "CHARGE"]
+    assert (await shop.product(latte["id"]))["stock"] == 8
+    listed = await shop.http.get(shop.url("product", "/products"))
+    assert latte["id"] in {p["id"] for p in listed.json()["items"]}
+    assert (await shop.user_coupon(user, user_coupon))["status"] == "USED"
+
+
+async def test_the_request_id_is_echoed_or_made_by_the_gateway(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    http, base = shop_via_gateway.http, shop_via_gateway.gateway_url
+    given = await http.get(f"{base}/products", headers={"X-Request-ID": "req-42.abc"})
+    assert given.status_code == 200
+    assert given.headers.get_list("x-request-id") == ["req-42.abc"]
+
+    made = await http.get(f"{base}/points/1")
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+
+    unsafe = await http.get(f"{base}/points/1", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
+
+
+async def test_service_errors_pass_through_the_gateway_unchanged(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    http, base = shop_via_gateway.http, shop_via_gateway.gateway_url
+    missing = await http.get(f"{base}/products/{2**62}")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM
+    assert missing.json()["code"] == "PRODUCT_NOT_FOUND"
+
+    bad = await http.post(f"{base}/points/1/charge", json={"amount": 0})
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "VALIDATION_ERROR"
+
+    unauthenticated = await http.post(
+        f"{base}/products", json={"name": "x", "price": 1, "stock": 1}
+    )
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["code"] == "UNAUTHENTICATED"
+
+
+async def test_the_gateway_answers_problem_json_for_what_it_refuses(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    http, base = shop_via_gateway.http, shop_via_gateway.gateway_url
+    unknown = await http.get(f"{base}/admin/secrets")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == PROBLEM
+    assert unknown.json() == {
+        "type": "https://errors.shop.local/not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No route for this path at the gateway.",
+        "code": "NOT_FOUND",
+    }
+
+    too_large = await http.post(
+        f"{base}/orders",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert too_large.status_code == 413
+    assert too_large.headers["content-type"] == PROBLEM
+    assert too_large.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_hammering_the_issue_path_is_rate_limited_per_client(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    shop = shop_via_gateway
+    coupon = await shop.create_coupon(total_quantity=1_000)
+    path = shop.url("coupon", f"/coupons/{coupon['id']}/issue")
+    users = [shop.new_user() for _ in range(40)]
+    answers = await asyncio.gather(*(shop.http.post(path, json={"user_id": u}) for u in users))
+
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {201, 429}, statuses
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, "40 simultaneous issue requests from one client, none was limited"
+    for answer in limited:
+        assert answer.headers["content-type"] == PROBLEM
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json() == {
+            "type": "https://errors.shop.local/rate-limited",
+            "title": "Too many requests",
+            "status": 429,
+            "detail": "Too many coupon issue requests from this client; retry in a moment.",
+            "code": "RATE_LIMITED",
+        }
+    # A limited request never reached the coupon service: only the admitted ones were issued.
+    issued = await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))
+    assert issued.json()["issued_quantity"] == statuses.count(201)
+    # Other paths of the same client are not limited.
+    assert (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).status_code == 200
+
+
+# ------------------------------------------------------------------ what reaches an upstream
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list[dict[str, Any]]
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
+        payload = json.dumps({"ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-Request-ID", "upstream-made-this")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+async def recording_gateway(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    address, _ = recorder
+    gw = Gateway(tmp_path_factory.mktemp("gateway-rec"), dict.fromkeys(SERVICES, address))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/points/7/charge",
+        "/points/7",
+        "/points/7/history",
+        "/products",
+        "/products/3",
+        "/products/3/stock",
+        "/coupons",
+        "/coupons/5",
+        "/coupons/5/issue",
+        "/users/7/coupons",
+        "/orders",
+        "/orders/0b4a3c0e-7d5e-4c59-9d43-0f0c3c8f7a10",
+        "/users/7/orders",
+        "/rankings/top-products",
+    ],
+)
+async def test_every_api_path_is_routed_with_the_path_and_query_unchanged(
+    recording_gateway: Gateway, recorder: tuple[str, list[dict[str, Any]]], path: str
+) -> None:
+    _, seen = recorder
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{recording_gateway.url}{path}?x=1")
+    assert r.status_code == 200, r.text
+    assert seen[-1]["path"] == f"{path}?x=1"
+
+
+async def test_client_headers_reach_the_service_and_the_gateway_owns_the_request_id(
+    recording_gateway: Gateway, recorder: tuple[str, list[dict[str, Any]]]
+) -> None:
+    _, seen = recorder
+    headers = {
+        "Authorization": "Bearer abc.def.ghi",
+        "Idempotency-Key": "key-1",
+        "Prefer": "wait=30",
+        "X-Request-ID": "trace-7",
+    }
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{recording_gateway.url}/orders", json={"user_id": 1}, headers=headers)
+    assert r.status_code == 200
+    got = {k.lower(): v for k, v in seen[-1]["headers"].items()}
+    assert got["authorization"] == "Bearer abc.def.ghi"
+    assert got["idempotency-key"] == "key-1"
+    assert got["prefer"] == "wait=30"
+    assert got["x-request-id"] == "trace-7"
+    assert got["x-forwarded-for"] == "127.0.0.1"
+    assert seen[-1]["body"] == b'{"user_id":1}'
+    # The answer carries the gateway's request id once, not also the upstream's.
+    assert r.headers.get_list("x-request-id") == ["trace-7"]
+
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{recording_gateway.url}/products")
+    made = r.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert {k.lower(): v for k, v in seen[-1]["headers"].items()}["x-request-id"] == made
+
+
+async def test_an_unreachable_service_is_a_problem_json_502(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    gw = Gateway(tmp_path_factory.mktemp("gateway-dead"), dict.fromkeys(SERVICES, closed))
+    await gw.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"{gw.url}/rankings/top-products", headers={"X-Request-ID": "r-1"})
+    finally:
+        await gw.stop()
+    assert r.status_code == 502
+    assert r.headers["content-type"] == PROBLEM
+    assert r.headers["x-request-id"] == "r-1"
+    assert r.json() == {
+        "type": "https://errors.shop.local/service-unavailable",
+        "title": "Service unavailable",
+        "status": 502,
+        "detail": "The ranking service did not answer; retry in a moment.",
+        "code": "SERVICE_UNAVAILABLE",
+    }
