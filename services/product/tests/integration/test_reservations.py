@@ -301,10 +301,10 @@ async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly
     runs, each order handled twice at the same time under different event ids (so only the
     reservation rows, not the consumer's event-id dedupe, can keep it to once), with lines of
     two products in either order (so a lock-order mistake would deadlock)."""
-    first = (await new_product(stock=60))["id"]
-    second = (await new_product(stock=40))["id"]
+    first = (await new_product(stock=30))["id"]
+    second = (await new_product(stock=20))["id"]
     either_order = [((first, 1), (second, 1)), ((second, 1), (first, 1))]
-    orders = [created(*lines) for lines in either_order * 100]
+    orders = [created(*lines) for lines in either_order * 50]
     engine = create_engine(settings.model_copy(update={"db_pool_size": 40, "db_max_overflow": 0}))
     sessions = session_factory(engine)
 
@@ -318,12 +318,12 @@ async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly
     try:
         await asyncio.gather(*(run(reserve_stock, o) for o in orders for _ in range(2)))
         assert await stocks(db, first, second) == {first: 0, second: 0}
-        assert dict(await db.fetch(held, ids, "RESERVED")) == {first: 60, second: 40}
+        assert dict(await db.fetch(held, ids, "RESERVED")) == {first: 30, second: 20}
         outcomes = "SELECT count(*) FROM outbox WHERE key = ANY($1)"
-        assert await db.fetchval(outcomes, [str(i) for i in ids]) == 200
+        assert await db.fetchval(outcomes, [str(i) for i in ids]) == 100
 
         await asyncio.gather(*(run(release_stock, failed(o)) for o in orders for _ in range(2)))
-        assert await stocks(db, first, second) == {first: 60, second: 40}
-        assert dict(await db.fetch(held, ids, "RELEASED")) == {first: 60, second: 40}
+        assert await stocks(db, first, second) == {first: 30, second: 20}
+        assert dict(await db.fetch(held, ids, "RELEASED")) == {first: 30, second: 20}
     finally:
         await engine.dispose()

@@ -58,11 +58,9 @@ async def reserve(store: StockStore, order: OrderCreated) -> StockReserved | Sto
         return None
     reservation = Reservation.of(order)
     for line in lines_in_lock_order(order.lines):
-        taken = (
-            await store.take_stock(line.product_id, line.quantity)
-            if line.quantity <= MAX_QUANTITY
-            else None
-        )
+        taken = None
+        if line.quantity <= MAX_QUANTITY:  # a larger one cannot even be asked of the database
+            taken = await store.take_stock(line.product_id, line.quantity)
         if taken is not None:
             reservation.take(line, name=taken.name, unit_price=taken.unit_price)
         elif await store.exists(line.product_id):
@@ -101,4 +99,7 @@ async def reserve_stock(session: AsyncSession, event: OrderCreated, _: Envelope)
 
 async def release_stock(session: AsyncSession, event: OrderFailed, _: Envelope) -> None:
     released = await release(ProductRepository(session), event)
+    if not released:
+        log.info("release_found_nothing_held")
+        return
     log.info("stock_released", lines=len(released), units=sum(r.quantity for r in released))
