@@ -492,6 +492,8 @@ pg_up() {
   want="# Written by deploy/local/stack.sh (local dev/test stack).
 max_connections = 400
 shared_buffers = 128MB
+# loopback only: TLS would cost ~20% CPU per statement for nothing
+ssl = off
 "
   if [ "$(cat "$confd/shop.conf" 2>/dev/null || true)" != "${want%$'\n'}" ]; then
     $SUDO mkdir -p "$confd"

@@ -11,6 +11,9 @@ import structlog
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    # One line per event, written at once: a killed process must not lose its last lines.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
