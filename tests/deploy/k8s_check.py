@@ -1,0 +1,354 @@
+"""Reads deploy/k8s the way `kustomize build` would (resources, configMapGenerator, namespace,
+images, replicas: the features our kustomizations use) and checks the objects against the local
+stack: the same processes, ports, probes and environment variable names."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from .stack_model import ROOT, LocalStack
+
+K8S = ROOT / "deploy" / "k8s"
+BASE = K8S / "base"
+PRODUCTION = K8S / "overlays" / "production"
+GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "gateway.conf.template"
+# Local processes that are not part of a production deployment.
+LOCAL_ONLY = {"dataplatform_standin"}
+
+Doc = dict[str, Any]
+
+
+def build(directory: Path) -> list[Doc]:
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    docs: list[Doc] = []
+    for resource in kustomization.get("resources", []):
+        path = directory / resource
+        if path.is_dir():
+            docs += build(path)
+        else:
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for generator in kustomization.get("configMapGenerator", []):
+        data = {}
+        for entry in generator.get("files", []):
+            key, _, source = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
+            data[key] = (directory / source).read_text()
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": generator["name"]},
+                "data": data,
+            }
+        )
+    images = {i["name"]: i for i in kustomization.get("images", [])}
+    replicas = {r["name"]: r["count"] for r in kustomization.get("replicas", [])}
+    for doc in docs:
+        if "namespace" in kustomization:
+            doc["metadata"]["namespace"] = kustomization["namespace"]
+        if doc["kind"] != "Deployment":
+            continue
+        if doc["metadata"]["name"] in replicas:
+            doc["spec"]["replicas"] = replicas[doc["metadata"]["name"]]
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            name, _, tag = container["image"].partition(":")
+            if name in images:
+                change = images[name]
+                container["image"] = (
+                    f"{change.get('newName', name)}:{change.get('newTag', tag or 'latest')}"
+                )
+    return docs
+
+
+def unlisted_files(directory: Path) -> list[str]:
+    """YAML files in a kustomization directory that its kustomization does not use."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    listed = set(kustomization.get("resources", []))
+    return sorted(
+        p.name
+        for p in directory.glob("*.yaml")
+        if p.name != "kustomization.yaml" and p.name not in listed
+    )
+
+
+def _index(docs: list[Doc], kind: str) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _data_keys(doc: Doc | None) -> set[str]:
+    if doc is None:
+        return set()
+    return set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+
+
+def module_of(container: Doc) -> str | None:
+    command = container.get("command") or []
+    return str(command[2]) if command[:2] == ["python", "-m"] and len(command) > 2 else None
+
+
+def container_env(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def check_manifests(docs: list[Doc], stack: LocalStack, *, with_secrets: bool) -> list[str]:
+    problems: list[str] = []
+    for (kind, name), count in Counter((d["kind"], d["metadata"]["name"]) for d in docs).items():
+        if count > 1:
+            problems.append(f"{kind}/{name} is defined {count} times")
+    deployments = _index(docs, "Deployment")
+    config_maps = _index(docs, "ConfigMap")
+    secrets = _index(docs, "Secret")
+    services = _index(docs, "Service")
+    partitions = int(
+        (config_maps.get("shop-config") or {}).get("data", {}).get("KAFKA_TOPIC_PARTITIONS", 0)
+    )
+    if not partitions:
+        problems.append("ConfigMap shop-config must set KAFKA_TOPIC_PARTITIONS")
+
+    modules_deployed: set[str] = set()
+    for name, deployment in sorted(deployments.items()):
+        where = f"Deployment/{name}"
+        spec = deployment["spec"]
+        labels = spec["template"]["metadata"].get("labels") or {}
+        if not _selects(spec["selector"].get("matchLabels") or {}, labels):
+            problems.append(f"{where}: its selector does not match its pod labels")
+        [container] = spec["template"]["spec"]["containers"]
+        for key in ("cpu", "memory"):
+            if key not in ((container.get("resources") or {}).get("requests") or {}):
+                problems.append(f"{where}: no {key} request")
+        if "memory" not in ((container.get("resources") or {}).get("limits") or {}):
+            problems.append(f"{where}: no memory limit")
+        problems += _check_references(where, container, config_maps, secrets, with_secrets)
+        module = module_of(container)
+        if module is None:
+            if container["image"].split(":")[0].split("/")[-1] == "nginx":
+                problems += _check_gateway(
+                    where, deployment, container, config_maps, services, deployments, stack
+                )
+            else:
+                problems.append(f"{where}: runs neither `python -m <module>` nor the gateway")
+            continue
+        modules_deployed.add(module)
+        process = stack.process(module)
+        known = stack.env.get(module)
+        if process is None or known is None:
+            problems.append(f"{where}: runs python -m {module}, which the local stack does not run")
+            continue
+        package = stack.packages.get(module, "?")
+        if not container["image"].split(":")[0].endswith(f"/{package}"):
+            problems.append(f"{where}: image {container['image']} is not the {package} image")
+        names = set(container_env(container))
+        for source in container.get("envFrom") or []:
+            ref = source.get("configMapRef") or source.get("secretRef") or {}
+            store = config_maps if "configMapRef" in source else secrets
+            names |= _data_keys(store.get(ref.get("name", "")))
+        for var in sorted(names - set(known)):
+            problems.append(f"{where}: {var} is not a setting of {module}")
+        for var in sorted(
+            v
+            for v in known
+            if v.endswith("DATABASE_URL") or v in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
+        ):
+            if var not in names and (with_secrets or not var.endswith("DATABASE_URL")):
+                problems.append(f"{where}: {var} is not set")
+        if labels.get("app.kubernetes.io/component") != "api":
+            replicas = spec.get("replicas", 1)
+            if partitions and replicas > partitions:
+                problems.append(f"{where}: {replicas} consumers, but only {partitions} partitions")
+        if process.port is None:
+            continue  # no HTTP locally either (run.sh has no readiness URL for it)
+        problems += _check_http(
+            where, container, process.port, process.port_var, process.host_var, process.ready_path
+        )
+
+    for module in sorted(stack.modules - LOCAL_ONLY - modules_deployed):
+        problems.append(f"local process python -m {module} has no Deployment")
+
+    for name, service in sorted(services.items()):
+        selected = [
+            d
+            for d in deployments.values()
+            if _selects(
+                service["spec"].get("selector") or {},
+                d["spec"]["template"]["metadata"].get("labels") or {},
+            )
+        ]
+        if not selected:
+            problems.append(f"Service/{name}: selects no Deployment")
+        for port in service["spec"].get("ports") or []:
+            for deployment in selected:
+                [container] = deployment["spec"]["template"]["spec"]["containers"]
+                if port.get("targetPort") not in {
+                    p.get("name") for p in container.get("ports") or []
+                } | {p.get("containerPort") for p in container.get("ports") or []}:
+                    problems.append(
+                        f"Service/{name}: targetPort {port.get('targetPort')} is no port of Deployment/{deployment['metadata']['name']}"
+                    )
+
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in _index(docs, "HorizontalPodAutoscaler").values()
+    }
+    for target in sorted(scaled - set(deployments)):
+        problems.append(
+            f"HorizontalPodAutoscaler targets Deployment/{target}, which does not exist"
+        )
+    for name, deployment in sorted(deployments.items()):
+        is_api = (
+            deployment["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+            == "api"
+        )
+        if is_api and name not in scaled:
+            problems.append(f"Deployment/{name}: an API without a HorizontalPodAutoscaler")
+        if is_api and "replicas" in deployment["spec"]:
+            problems.append(
+                f"Deployment/{name}: sets replicas, which its HorizontalPodAutoscaler owns"
+            )
+        budgets = [
+            p
+            for p in _index(docs, "PodDisruptionBudget").values()
+            if _selects(
+                p["spec"]["selector"].get("matchLabels") or {},
+                deployment["spec"]["template"]["metadata"]["labels"],
+            )
+        ]
+        if len(budgets) != 1:
+            problems.append(
+                f"Deployment/{name}: covered by {len(budgets)} PodDisruptionBudgets, not 1"
+            )
+    return problems
+
+
+def _check_http(
+    where: str,
+    container: Doc,
+    port: int,
+    port_var: str | None,
+    host_var: str | None,
+    ready_path: str | None,
+) -> list[str]:
+    problems = []
+    env = container_env(container)
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+    if port not in ports.values():
+        problems.append(f"{where}: does not expose the local port {port}")
+    if port_var and (env.get(port_var) or {}).get("value") != str(port):
+        problems.append(f"{where}: {port_var} should be {port}")
+    if host_var and (env.get(host_var) or {}).get("value") != "0.0.0.0":
+        problems.append(f"{where}: {host_var} must be 0.0.0.0")
+    for probe, path in (("readinessProbe", ready_path), ("livenessProbe", "/healthz")):
+        get = (container.get(probe) or {}).get("httpGet")
+        if not get:
+            problems.append(f"{where}: no {probe}")
+            continue
+        probe_port = ports.get(get.get("port"), get.get("port"))
+        if get.get("path") != path or probe_port != port:
+            problems.append(
+                f"{where}: {probe} should GET :{port}{path}, gets :{probe_port}{get.get('path')}"
+            )
+    return problems
+
+
+def _check_references(
+    where: str,
+    container: Doc,
+    config_maps: dict[str, Doc],
+    secrets: dict[str, Doc],
+    with_secrets: bool,
+) -> list[str]:
+    problems = []
+    for source in container.get("envFrom") or []:
+        if "configMapRef" in source and source["configMapRef"]["name"] not in config_maps:
+            problems.append(
+                f"{where}: envFrom ConfigMap/{source['configMapRef']['name']} does not exist"
+            )
+        if with_secrets and "secretRef" in source and source["secretRef"]["name"] not in secrets:
+            problems.append(f"{where}: envFrom Secret/{source['secretRef']['name']} does not exist")
+    for var in container.get("env") or []:
+        ref = var.get("valueFrom") or {}
+        if "configMapKeyRef" in ref:
+            key_ref, store = ref["configMapKeyRef"], config_maps
+        elif "secretKeyRef" in ref and with_secrets:
+            key_ref, store = ref["secretKeyRef"], secrets
+        else:
+            continue
+        if key_ref["key"] not in _data_keys(store.get(key_ref["name"])):
+            problems.append(
+                f"{where}: {var['name']} refers to {key_ref['name']}/{key_ref['key']}, which does not exist"
+            )
+    return problems
+
+
+def _check_gateway(
+    where: str,
+    deployment: Doc,
+    container: Doc,
+    config_maps: dict[str, Doc],
+    services: dict[str, Doc],
+    deployments: dict[str, Doc],
+    stack: LocalStack,
+) -> list[str]:
+    problems = []
+    env = {k: str(v.get("value")) for k, v in container_env(container).items()}
+    for var in sorted(stack.gateway_placeholders - set(env)):
+        problems.append(f"{where}: {var} (a placeholder of the gateway template) is not set")
+    if env.get("NGINX_ENVSUBST_FILTER") != "^GATEWAY_":
+        problems.append(f"{where}: NGINX_ENVSUBST_FILTER must be ^GATEWAY_")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"].get("volumes") or []}
+    mounted = [
+        m
+        for m in container.get("volumeMounts") or []
+        if m["mountPath"].startswith("/etc/nginx/templates/")
+    ]
+    if not mounted:
+        problems.append(f"{where}: the gateway template is not mounted")
+    for mount in mounted:
+        source = config_maps.get(
+            ((volumes.get(mount["name"]) or {}).get("configMap") or {}).get("name", "")
+        )
+        text = (source or {}).get("data", {}).get(mount.get("subPath") or "", None)
+        if text != GATEWAY_TEMPLATE.read_text():
+            problems.append(
+                f"{where}: the mounted template differs from deploy/gateway/gateway.conf.template"
+            )
+    for var, value in sorted(env.items()):
+        match = re.fullmatch(r"GATEWAY_([A-Z]+)_UPSTREAM", var)
+        if not match:
+            continue
+        module = match.group(1).lower()
+        host, _, port = value.partition(":")
+        service = services.get(host)
+        if service is None:
+            problems.append(f"{where}: {var}={value}, but there is no Service/{host}")
+            continue
+        [service_port] = [p for p in service["spec"]["ports"] if str(p["port"]) == port] or [None]
+        process = stack.process(module)
+        if process is None:
+            problems.append(
+                f"{where}: {var} routes to {module}, which the local stack does not run"
+            )
+            continue
+        if service_port is None:
+            problems.append(f"{where}: {var}={value}, but Service/{host} has no port {port}")
+            continue
+        for target in deployments.values():
+            labels = target["spec"]["template"]["metadata"].get("labels") or {}
+            if _selects(service["spec"]["selector"], labels):
+                [c] = target["spec"]["template"]["spec"]["containers"]
+                if module_of(c) != module:
+                    problems.append(
+                        f"{where}: {var} reaches Deployment/{target['metadata']['name']}, which does not run {module}"
+                    )
+                if str(process.port) != port:
+                    problems.append(
+                        f"{where}: {var}={value}, but {module} listens on {process.port}"
+                    )
+    return problems

@@ -1,0 +1,193 @@
+"""deploy/k8s runs the same processes as the local stack, each with probes, resources, a
+disruption budget, the API ones with an autoscaler, and only environment variables its Settings
+know. Checked on the base and on the production overlay as kustomize would build them."""
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .k8s_check import BASE, PRODUCTION, build, check_manifests, unlisted_files
+from .stack_model import LocalStack, load_local_stack
+
+Docs = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def stack() -> LocalStack:
+    return load_local_stack()
+
+
+@pytest.fixture(scope="module")
+def production() -> Docs:
+    return build(PRODUCTION)
+
+
+def test_every_manifest_file_is_part_of_its_kustomization() -> None:
+    assert unlisted_files(BASE) == []
+    assert unlisted_files(PRODUCTION) == []
+
+
+def test_the_base_matches_the_local_stack(stack: LocalStack) -> None:
+    problems = check_manifests(build(BASE), stack, with_secrets=False)
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_production_overlay_matches_the_local_stack(
+    stack: LocalStack, production: Docs
+) -> None:
+    problems = check_manifests(production, stack, with_secrets=True)
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_overlay_sets_namespace_images_and_consumer_replicas(production: Docs) -> None:
+    deployments = {d["metadata"]["name"]: d for d in production if d["kind"] == "Deployment"}
+    assert {d["metadata"].get("namespace") for d in production} == {"shop"}
+    [relay] = deployments["order-relay"]["spec"]["template"]["spec"]["containers"]
+    assert relay["image"] == "registry.example.com/shop/order:0.1.0"
+    assert deployments["point-worker"]["spec"]["replicas"] == 4
+
+
+def _deployment(docs: Docs, name: str) -> dict[str, Any]:
+    [found] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name]
+    return found
+
+
+def _container(docs: Docs, name: str) -> dict[str, Any]:
+    container: dict[str, Any] = _deployment(docs, name)["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def _rename_env(name: str, old: str, new: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        for var in _container(docs, name)["env"]:
+            if var["name"] == old:
+                var["name"] = new
+
+    return mutate
+
+
+def _drop(name: str, key: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        del _container(docs, name)[key]
+
+    return mutate
+
+
+def _config(name: str, key: str, value: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        [config] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+        config["data"][key] = value
+
+    return mutate
+
+
+def _replicas(name: str, count: int) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        _deployment(docs, name)["spec"]["replicas"] = count
+
+    return mutate
+
+
+def _gateway_env(var: str, value: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        for entry in _container(docs, "gateway")["env"]:
+            if entry["name"] == var:
+                entry["value"] = value
+
+    return mutate
+
+
+def _drop_kind(kind: str, name: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        docs[:] = [d for d in docs if (d["kind"], d["metadata"]["name"]) != (kind, name)]
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            _rename_env("point-api", "POINT_HTTP_PORT", "POINT_PORT"),
+            "Deployment/point-api: POINT_PORT is not a setting of point",
+            id="variable-renamed",
+        ),
+        pytest.param(
+            _config("shop-config", "KAFKA_BROKERS", "kafka:9092"),
+            "Deployment/order-worker: KAFKA_BROKERS is not a setting of order",
+            id="unknown-variable-in-a-config-map",
+        ),
+        pytest.param(
+            _drop("coupon-api", "readinessProbe"),
+            "Deployment/coupon-api: no readinessProbe",
+            id="probe-missing",
+        ),
+        pytest.param(
+            _drop("order-relay", "livenessProbe"),
+            "Deployment/order-relay: no livenessProbe",
+            id="relay-probe-missing",
+        ),
+        pytest.param(
+            _drop("product-worker", "resources"),
+            "Deployment/product-worker: no cpu request",
+            id="resources-missing",
+        ),
+        pytest.param(
+            _replicas("order-worker", 9),
+            "Deployment/order-worker: 9 consumers, but only 8 partitions",
+            id="more-consumers-than-partitions",
+        ),
+        pytest.param(
+            _gateway_env("GATEWAY_COUPON_UPSTREAM", "coupon:8004"),
+            "GATEWAY_COUPON_UPSTREAM=coupon:8004, but Service/coupon has no port 8004",
+            id="gateway-upstream-port",
+        ),
+        pytest.param(
+            _drop_kind("HorizontalPodAutoscaler", "product-api"),
+            "Deployment/product-api: an API without a HorizontalPodAutoscaler",
+            id="hpa-missing",
+        ),
+        pytest.param(
+            _drop_kind("PodDisruptionBudget", "order-relay"),
+            "Deployment/order-relay: covered by 0 PodDisruptionBudgets, not 1",
+            id="pdb-missing",
+        ),
+        pytest.param(
+            _drop_kind("Deployment", "order-relay"),
+            "local process python -m order.relay has no Deployment",
+            id="process-missing",
+        ),
+        pytest.param(
+            _drop_kind("Secret", "point-db"),
+            "POINT_DATABASE_URL refers to point-db/url, which does not exist",
+            id="secret-missing",
+        ),
+    ],
+)
+def test_a_drifted_manifest_is_reported(
+    stack: LocalStack, production: Docs, mutate: Callable[[Docs], None], expected: str
+) -> None:
+    assert not any(expected in p for p in check_manifests(production, stack, with_secrets=True))
+    changed = copy.deepcopy(production)
+    mutate(changed)
+    problems = check_manifests(changed, stack, with_secrets=True)
+    assert any(expected in p for p in problems), "\n".join(problems)
+
+
+def test_a_gateway_template_copy_that_drifted_is_reported(
+    stack: LocalStack, production: Docs
+) -> None:
+    changed = copy.deepcopy(production)
+    [template] = [
+        d
+        for d in changed
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gateway-template"
+    ]
+    template["data"]["default.conf.template"] += "\n# drift\n"
+    problems = check_manifests(changed, stack, with_secrets=True)
+    assert (
+        "Deployment/gateway: the mounted template differs from deploy/gateway/gateway.conf.template"
+        in problems
+    )
