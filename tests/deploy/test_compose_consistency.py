@@ -17,7 +17,6 @@ from .stack_model import (
     ROOT,
     RUN_SH,
     LocalStack,
-    load_local_stack,
     parse_processes,
     settings_class,
     settings_env,
@@ -26,11 +25,6 @@ from .stack_model import (
 )
 
 COMPOSE = ROOT / "docker-compose.yml"
-
-
-@pytest.fixture(scope="module")
-def stack() -> LocalStack:
-    return load_local_stack()
 
 
 @pytest.fixture(scope="module")

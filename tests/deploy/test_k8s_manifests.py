@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 
 from .k8s_check import BASE, PRODUCTION, build, check_manifests, unlisted_files
-from .stack_model import LocalStack, load_local_stack
+from .stack_model import LocalStack
 
 Docs = list[dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def stack() -> LocalStack:
-    return load_local_stack()
 
 
 @pytest.fixture(scope="module")
