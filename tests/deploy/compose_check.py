@@ -122,6 +122,10 @@ def check_compose(
             problems.append(
                 f"compose {name}: {var} is not a setting of {module} (it reads {', '.join(sorted(known))})"
             )
+        if process.port is not None and process.port_var is None:
+            problems.append(
+                f"run.sh waits for {process.name} on port {process.port}, which no *PORT setting of {module} defaults to"
+            )
         if process.port_var is not None and process.port is not None:
             port, port_var, host_var = process.port, process.port_var, process.host_var
             if port_var not in known:
@@ -232,7 +236,11 @@ def _check_gateway(
             problems.append(
                 f"compose gateway: {var}={value} but compose service {host!r} does not run {module}"
             )
-        elif process is None or str(process.port) != upstream_port:
+        elif process is None:
+            problems.append(
+                f"compose gateway: {var} routes to {module}, which the local stack does not run"
+            )
+        elif str(process.port) != upstream_port:
             problems.append(
                 f"compose gateway: {var}={value} but {module} listens on {process.port if process else '?'}"
             )

@@ -17,8 +17,8 @@ import importlib
 import inspect
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "gateway.conf.template"
 
 _ENTRY = re.compile(r'^\s*"([^"|]+)\|([^"|]+)\|([^"]+)"\s*$')
-_URL = re.compile(r"^https?://[^:/]+:\$\{(\w+):-(\d+)\}(/\S*)$")
+_URL = re.compile(r"^https?://[^:/]+:(?:\$\{(\w+):-(\d+)\}|(\d+))(/\S*)$")
 _SHELL_DEFAULT = re.compile(r'^(\w+)="\$\{(\w+):-([^}]*)\}"', re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\$\{(GATEWAY_[A-Z0-9_]+)\}")
 
@@ -90,9 +90,12 @@ def parse_processes(run_sh: str, extra: str | None = None) -> list[LocalProcess]
         if not parsed:
             raise ValueError(
                 f"run.sh: {name}: readiness URL {url!r} is not http://host:${{VAR:-port}}/path"
+                " or http://host:port/path"
             )
-        port_var, port, path = parsed.groups()
-        processes.append(LocalProcess(name, module, port_var, int(port), path))
+        port_var, default_port, literal_port, path = parsed.groups()
+        processes.append(
+            LocalProcess(name, module, port_var, int(default_port or literal_port), path)
+        )
     return processes
 
 
@@ -212,7 +215,7 @@ def load_local_stack(root: Path = ROOT) -> LocalStack:
         env[process.module] = module_env(process.module, packages)
         owners[process.module] = packages.get(process.module.split(".")[0], ("?", root))[0]
     return LocalStack(
-        processes=processes,
+        processes=[with_port_var(p, env[p.module]) for p in processes],
         env=env,
         packages=owners,
         stack_defaults=parse_shell_defaults(STACK_SH.read_text()),
@@ -220,8 +223,19 @@ def load_local_stack(root: Path = ROOT) -> LocalStack:
     )
 
 
-def known_env(stack: LocalStack, modules: Iterable[str]) -> set[str]:
-    return {name for module in modules for name in stack.env.get(module, {})}
+def with_port_var(process: LocalProcess, known: Mapping[str, Any]) -> LocalProcess:
+    """processes.extra lines are read, not run by bash, so their readiness URLs carry a literal
+    port: the setting it stands for is the module's one *PORT variable with that default."""
+    if process.port is None or process.port_var is not None:
+        return process
+    candidates = [
+        name
+        for name, default in known.items()
+        if name.endswith("PORT") and str(default) == str(process.port)
+    ]
+    if len(candidates) != 1:
+        return process  # the checks report a process whose port no setting explains
+    return replace(process, port_var=candidates[0])
 
 
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")

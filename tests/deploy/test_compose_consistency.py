@@ -5,6 +5,7 @@ the check notices a rename on either side."""
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from .stack_model import (
     settings_class,
     settings_env,
     source_env,
+    with_port_var,
     workspace_packages,
 )
 
@@ -231,6 +233,33 @@ def test_run_sh_entries_are_read_with_their_readiness_port() -> None:
         ("standin", "dataplatform_standin", "STANDIN_PORT", 8090, "/healthz"),
     ]
     assert processes[2].host_var == "STANDIN_HOST"
+
+
+def test_a_literal_readiness_port_is_matched_to_the_setting_it_stands_for() -> None:
+    [process] = parse_processes("", "relay|order.relay|http://127.0.0.1:8006/readyz\n")
+    assert process.port_var is None
+    relay_settings = settings_class("order.relay")
+    assert relay_settings is not None
+    known = settings_env(relay_settings)
+    assert with_port_var(process, known).port_var == "ORDER_RELAY_HTTP_PORT"
+    assert with_port_var(replace(process, port=8016), known).port_var is None
+
+
+def test_a_port_in_processes_extra_that_no_setting_has_is_reported(
+    compose: dict[str, Any], stack: LocalStack
+) -> None:
+    drifted = copy.deepcopy(stack)
+    drifted.processes = [
+        replace(p, port=8096, port_var=None) if p.module == "dataplatform_standin" else p
+        for p in drifted.processes
+    ]
+    if not any(p.module == "dataplatform_standin" for p in drifted.processes):
+        pytest.skip("the stand-in is not part of the local stack")
+    problems = check_compose(compose, drifted)
+    assert (
+        "run.sh waits for dataplatform on port 8096, which no *PORT setting of dataplatform_standin defaults to"
+        in problems
+    )
 
 
 def test_settings_env_has_prefixed_fields_and_unprefixed_aliases() -> None:
