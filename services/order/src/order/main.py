@@ -15,6 +15,7 @@ from order.service.deadlines import deadline_sweeper
 from order.service.handlers import CONSUMERS
 from shopkit.api import create_app as create_service_app
 from shopkit.api import serve
+from shopkit.db import create_engine, session_factory
 from shopkit.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,16 +40,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.readiness_checks.append(completions.check_ready)
     app = create_service_app(runtime, title="Order service", routers=[router])
     app.state.completions = completions
+    # A bulkhead: HTTP requests get their own connection pool, so a flood of reads (clients
+    # polling their orders) never queues the saga consumers and the sweeper behind it; they
+    # keep the Runtime's pool to themselves.
+    api_engine = create_engine(settings)
+    app.state.api_sessions = session_factory(api_engine)
     # The listener serves this process's waiting requests, so it runs in every API process,
     # also those started with run_workers=false (the Runtime's workers would not run there).
-    _run_alongside(app, completions.run)
+    _run_alongside(app, completions.run, cleanup=api_engine.dispose)
     return app
 
 
 def _run_alongside(
-    app: FastAPI, task: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+    app: FastAPI,
+    task: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    cleanup: Callable[[], Coroutine[Any, Any, None]],
 ) -> None:
-    """Runs `task(stop)` between the runtime's start and stop (shopkit owns the lifespan)."""
+    """Runs `task(stop)` between the runtime's start and stop (shopkit owns the lifespan),
+    then `cleanup()`."""
     runtime_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
@@ -61,6 +70,7 @@ def _run_alongside(
             finally:
                 stop.set()
                 await running
+                await cleanup()
 
     app.router.lifespan_context = lifespan
 

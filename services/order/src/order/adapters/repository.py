@@ -1,12 +1,14 @@
 """All of the order service's SQL: orders and their lines, the row locks of the saga steps and
 the deadline sweeper, and the wiring of the aggregate's events into the outbox and NOTIFY."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.tables import OrderLineRow, OrderRow
@@ -21,6 +23,41 @@ outbox = Outbox(producer="order")
 
 _orders = OrderRow.__table__
 _lines = OrderLineRow.__table__
+
+_lines_of_order = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(
+                        _lines.c.product_id,
+                        _lines.c.quantity,
+                        _lines.c.status,
+                        _lines.c.excluded_reason,
+                        _lines.c.name,
+                        _lines.c.unit_price,
+                    ),
+                    _lines.c.position,
+                )
+            ),
+            literal_column("'[]'::json"),
+        )
+    )
+    .where(_lines.c.order_id == _orders.c.order_id)
+    .scalar_subquery()
+    .label("lines")
+)
+_select_orders = select(_orders, _lines_of_order)
+"""An order and its lines in one statement (one round trip; a FOR UPDATE locks the order row)."""
+
+
+@asynccontextmanager
+async def reading(session: AsyncSession) -> AsyncIterator["OrderRepository"]:
+    """A repository for the API's reads: each is one statement (a consistent snapshot on its
+    own) run in autocommit, so a read costs one round trip and no BEGIN/COMMIT."""
+    async with session.begin():
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield OrderRepository(session)
 
 
 class OrderRepository:
@@ -41,13 +78,13 @@ class OrderRepository:
         await self._publish(order)
 
     async def get(self, order_id: UUID) -> Order | None:
-        found = await self._load(select(_orders).where(_orders.c.order_id == order_id))
+        found = await self._load(_select_orders.where(_orders.c.order_id == order_id))
         return found[0] if found else None
 
     async def get_for_update(self, order_id: UUID) -> Order | None:
         """The order with its row locked until the transaction ends (saga steps serialize here)."""
         found = await self._load(
-            select(_orders).where(_orders.c.order_id == order_id).with_for_update()
+            _select_orders.where(_orders.c.order_id == order_id).with_for_update(of=_orders)
         )
         return found[0] if found else None
 
@@ -55,21 +92,19 @@ class OrderRepository:
         """Up to `limit` PENDING orders past their deadline, locked; rows another transaction
         holds are skipped, so N sweepers share the work."""
         return await self._load(
-            select(_orders)
-            .where(
+            _select_orders.where(
                 _orders.c.status == OrderStatus.PENDING.value,
                 _orders.c.deadline_at <= now,
             )
             .order_by(_orders.c.deadline_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=_orders, skip_locked=True)
         )
 
     async def of_user(self, user_id: int, limit: int) -> list[Order]:
         """Newest first."""
         return await self._load(
-            select(_orders)
-            .where(_orders.c.user_id == user_id)
+            _select_orders.where(_orders.c.user_id == user_id)
             .order_by(_orders.c.created_at.desc(), _orders.c.order_id.desc())
             .limit(limit)
         )
@@ -105,41 +140,17 @@ class OrderRepository:
             )
 
     async def _load(self, stmt: Select[Any]) -> list[Order]:
-        rows = (await self.session.execute(stmt)).all()
-        if not rows:
-            return []
-        line_rows = (
-            await self.session.execute(
-                select(_lines)
-                .where(_lines.c.order_id.in_([r.order_id for r in rows]))
-                .order_by(_lines.c.order_id, _lines.c.position)
-            )
-        ).all()
-        lines: dict[UUID, list[Line]] = {}
-        for lr in line_rows:
-            lines.setdefault(lr.order_id, []).append(
-                Line(
-                    product_id=lr.product_id,
-                    quantity=lr.quantity,
-                    status=LineStatus(lr.status),
-                    name=lr.name,
-                    unit_price=lr.unit_price,
-                    excluded_reason=ExclusionReason(lr.excluded_reason)
-                    if lr.excluded_reason
-                    else None,
-                )
-            )
-        orders = [_to_order(r, lines.get(r.order_id, [])) for r in rows]
+        orders = [_to_order(row) for row in (await self.session.execute(stmt)).all()]
         for order in orders:
             self._stored_lines[order.order_id] = list(order.lines)
         return orders
 
 
-def _to_order(row: Any, lines: Sequence[Line]) -> Order:
+def _to_order(row: Any) -> Order:
     return Order(
         order_id=row.order_id,
         user_id=row.user_id,
-        lines=list(lines),
+        lines=[_to_line(*values) for values in row.lines],
         user_coupon_id=row.user_coupon_id,
         created_at=row.created_at,
         deadline_at=row.deadline_at,
@@ -152,6 +163,24 @@ def _to_order(row: Any, lines: Sequence[Line]) -> Order:
         paid_amount=row.paid_amount,
         paid_at=row.paid_at,
         finished_at=row.finished_at,
+    )
+
+
+def _to_line(
+    product_id: int,
+    quantity: int,
+    status: str,
+    excluded_reason: str | None,
+    name: str | None,
+    unit_price: int | None,
+) -> Line:
+    return Line(
+        product_id=product_id,
+        quantity=quantity,
+        status=LineStatus(status),
+        name=name,
+        unit_price=unit_price,
+        excluded_reason=ExclusionReason(excluded_reason) if excluded_reason else None,
     )
 
 

@@ -1,14 +1,22 @@
 """Request-scoped dependencies of the order routes."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order.adapters.completions import OrderCompletions
 from order.api.prefer import requested_wait
 from order.config import Settings
-from shopkit.api import session
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session from the API's own pool (see main.create_app); the use case opens and
+    commits its own transactions."""
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.api_sessions
+    async with sessions() as db:
+        yield db
 
 
 def settings(request: Request) -> Settings:

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.completions import OrderCompletions
-from order.adapters.repository import OrderRepository
+from order.adapters.repository import OrderRepository, reading
 from order.domain.order import Order, OrderNotFound
 from order.service import metrics
 from shopkit import idempotency
@@ -87,16 +87,16 @@ async def place_order(
 
 
 async def get_order(session: AsyncSession, order_id: UUID) -> Order:
-    async with session.begin():
-        order = await OrderRepository(session).get(order_id)
+    async with reading(session) as repo:
+        order = await repo.get(order_id)
     if order is None:
         raise OrderNotFound(order_id)
     return order
 
 
 async def orders_of_user(session: AsyncSession, user_id: int, limit: int) -> list[Order]:
-    async with session.begin():
-        return await OrderRepository(session).of_user(user_id, limit)
+    async with reading(session) as repo:
+        return await repo.of_user(user_id, limit)
 
 
 async def wait_until_final(
