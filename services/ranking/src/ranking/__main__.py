@@ -1,0 +1,3 @@
+from ranking.main import main
+
+main()

@@ -1,0 +1,31 @@
+"""The ranking service's API: serves the latest top-products snapshot (no consumers here;
+the Faust worker, `python -m ranking.workers`, does the streaming)."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ranking.api.routes import router
+from ranking.config import Settings
+from shopkit.api import create_app as create_service_app
+from shopkit.api import serve
+from shopkit.runtime import Runtime
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    return Runtime(settings or Settings(), migrations=MIGRATIONS)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(build_runtime(settings), title="Ranking service", routers=[router])
+
+
+def main() -> None:
+    settings = Settings()
+    serve(create_app(settings), settings.http_host, settings.http_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The daily job and what the API serves. Whoever runs the job (the Faust worker's crontab,
+the admin endpoint, `python -m ranking.snapshot`) computes it from the same mirrored counts."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ranking.adapters.repository import RankingRepository
+from ranking.config import Settings
+from ranking.domain.calendar import BusinessCalendar
+from ranking.domain.ranking import Ranking, rank
+
+
+async def take_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Ranking:
+    """Top `top_n` of the last `window_days` completed business days as of `now`; saved.
+
+    `now` is injectable (tests, re-runs); old sales are pruned by the real clock only."""
+    calendar = BusinessCalendar(settings.timezone)
+    days = calendar.completed_days(now, settings.window_days)
+    repo = RankingRepository(session)
+    ranking = Ranking(
+        as_of=now.astimezone(UTC),
+        days=days,
+        items=rank(await repo.best_sellers(days, settings.top_n)),
+    )
+    await repo.add_snapshot(ranking)
+    await repo.forget_sales_before(calendar.oldest_kept(datetime.now(UTC), settings.retention_days))
+    return ranking
+
+
+async def latest(session: AsyncSession) -> Ranking | None:
+    return await RankingRepository(session).latest_snapshot()

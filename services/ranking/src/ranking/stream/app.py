@@ -1,0 +1,225 @@
+"""The ranking's Faust app: OrderPaid in, units sold per product per business day out.
+
+- The agent reads the envelope JSON of ORDER_EVENTS and counts every OrderPaid into `sales`,
+  a table of tumbling 1-day windows keyed by (product, source partition). The window is picked
+  by the event's own time (`paid_at`, as local wall-clock time: see domain.calendar), never by
+  when it is processed. Name and price ride along from the event.
+- Counting is exactly-once on top of at-least-once delivery (see stream.tally): replays after
+  a crash and copies of an event change nothing.
+- A timer mirrors changed counts into the ranking DB (`daily_sales`), where the snapshot
+  reads them: with N workers each one holds only its partitions of the table, the DB sees all.
+  After a restart the table is rebuilt from its changelog and every restored count is written
+  again, so nothing held only in memory is needed.
+- Old windows are dropped by a timer of our own: Faust's expiry misses keys restored from the
+  changelog (faust-streaming #385) and `on_window_close` is not used. The changelog topics are
+  `compact,delete` with the retention as their lifetime, so Kafka forgets old days too.
+- A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+
+import faust
+from faust.tables.wrappers import WindowWrapper
+from faust.windows import TumblingWindow
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ranking.adapters.repository import DailySalesRow, RankingRepository
+from ranking.config import Settings
+from ranking.domain.calendar import DAY_S, BusinessCalendar
+from ranking.service.snapshots import take_snapshot
+from ranking.stream import tally
+from ranking.stream.tally import Tally
+from shop_contracts import Envelope, OrderPaid, topics
+from shopkit.db import create_engine, session_factory
+from shopkit.logging import get_logger
+
+log = get_logger(__name__)
+
+WindowKey = tuple[str, tuple[float, float]]  # (tally key, (window start, window end))
+ROWS_PER_STATEMENT = 1_000
+
+
+class SalesStream:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.calendar = BusinessCalendar(settings.timezone)
+        self.app = faust.App(
+            settings.topic(settings.stream_app_id),
+            broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+            store="memory://",
+            topic_partitions=settings.kafka_topic_partitions,
+            topic_replication_factor=settings.kafka_replication_factor,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=settings.stream_commit_interval_s,
+            broker_session_timeout=settings.stream_session_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.stream_session_timeout_s / 5),
+            table_cleanup_interval=settings.stream_cleanup_interval_s,
+            timezone=self.calendar.tz,
+            web_enabled=False,
+        )
+        self.window = TumblingWindow(DAY_S, expires=timedelta(days=settings.retention_days))
+        self.sales = self._windowed("sales", "Units sold per (product, partition) per day")
+        self.events = self._windowed("events", "First offset each event id was seen at")
+        self.source = self.app.topic(
+            settings.topic(topics.ORDER_EVENTS), key_serializer="raw", value_serializer="raw"
+        )
+        self.dead_letters = self.app.topic(
+            settings.topic(topics.DEAD_LETTER), key_serializer="raw", value_serializer="raw"
+        )
+        self._dirty: set[WindowKey] = set()
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+        self.app.agent(self.source, name="ranking.sales")(self._consume)
+        self.app.timer(settings.stream_mirror_interval_s, name="mirror")(self._mirror)
+        self.app.timer(settings.stream_cleanup_interval_s, name="cleanup")(self._drop_old_days)
+        self.app.crontab(settings.snapshot_cron, timezone=self.calendar.tz, on_leader=True)(
+            self._daily_snapshot
+        )
+        self.sales.on_recover(self._restored)
+        self.app.on_before_shutdown.connect(self._shutting_down)
+
+    def _windowed(self, name: str, description: str) -> WindowWrapper:
+        return cast(WindowWrapper, self.app.Table(name, window=self.window, help=description))
+
+    # -- the agent ------------------------------------------------------------------------
+
+    async def _consume(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            await self.handle(message.value, message.key, message.partition, message.offset)
+
+    async def handle(self, value: bytes, key: bytes | None, partition: int, offset: int) -> None:
+        try:
+            envelope = Envelope.model_validate_json(value)
+        except ValidationError as exc:
+            await self._dead_letter(value, key, partition, offset, f"unparseable envelope: {exc}")
+            return
+        if envelope.event_type != OrderPaid.__name__:
+            return
+        try:
+            paid = OrderPaid.model_validate(envelope.payload)
+        except ValidationError as exc:
+            await self._dead_letter(value, key, partition, offset, f"invalid OrderPaid: {exc}")
+            return
+        if self.calendar.day_of(paid.paid_at) < self._oldest_kept():
+            log.warning("sale_older_than_retention_ignored", order_id=str(paid.order_id))
+            return
+        wall = self.calendar.wall_clock(paid.paid_at)
+        events = self.events.relative_to(wall)
+        event_id = str(envelope.event_id)
+        first_seen_at = cast(int | None, _value(events, event_id))
+        if tally.is_copy(first_seen_at, offset):
+            log.info("duplicate_event_ignored", event_id=event_id, order_id=str(paid.order_id))
+            return
+        sales = self.sales.relative_to(wall)
+        window = self.window.current(wall)
+        for sale in tally.sales_of(paid.lines):
+            tally_key = tally.tally_key(sale.product_id, partition)
+            counted = tally.count(_value(sales, tally_key), sale, offset, paid.paid_at.timestamp())
+            if counted is not None:
+                sales[tally_key] = counted
+                self._dirty.add((tally_key, (window[0], window[1])))
+        if first_seen_at is None:
+            events[event_id] = offset
+
+    async def _dead_letter(
+        self, value: bytes, key: bytes | None, partition: int, offset: int, error: str
+    ) -> None:
+        await self.dead_letters.send(
+            key=key,
+            value=value,
+            headers=[
+                ("dlq.consumer", self.app.conf.id.encode()),
+                ("dlq.error", error[:2000].encode()),
+                ("dlq.topic", self.source.get_topic_name().encode()),
+                ("dlq.partition", str(partition).encode()),
+                ("dlq.offset", str(offset).encode()),
+            ],
+        )
+        log.error("dead_lettered", partition=partition, offset=offset, error=error[:500])
+
+    # -- the mirror in the ranking DB -----------------------------------------------------
+
+    async def _restored(self) -> None:
+        """The table was rebuilt from its changelog: write every count we now hold."""
+        restored = set(self.sales.table.data.keys())
+        self._dirty |= restored
+        log.info("sales_table_restored", windows=len(restored))
+
+    async def _mirror(self, _app: object = None) -> None:
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, set()
+        rows = self._rows(batch)
+        try:
+            async with self._session() as session, session.begin():
+                repo = RankingRepository(session)
+                for i in range(0, len(rows), ROWS_PER_STATEMENT):
+                    await repo.save_daily_sales(rows[i : i + ROWS_PER_STATEMENT])
+        except Exception:
+            self._dirty |= batch  # the DB is down or busy: keep them for the next round
+            log.exception("mirror_failed", rows=len(rows))
+
+    def _rows(self, keys: set[WindowKey]) -> list[DailySalesRow]:
+        store = self.sales.table.data
+        rows = []
+        for key in keys:
+            value = cast(Tally | None, store.get(key))
+            if value is None:
+                continue  # dropped since
+            tally_key, (start, _) = key
+            product_id, shard = tally.parse_tally_key(tally_key)
+            rows.append(
+                DailySalesRow(
+                    day=self.calendar.day_starting(start),
+                    product_id=product_id,
+                    shard=shard,
+                    quantity=value["qty"],
+                    name=value["name"],
+                    price=value["price"],
+                    last_sold_at=datetime.fromtimestamp(value["at"], UTC),
+                )
+            )
+        return rows
+
+    # -- housekeeping and the daily job ---------------------------------------------------
+
+    def _oldest_kept(self) -> date:
+        return self.calendar.oldest_kept(datetime.now(UTC), self.settings.retention_days)
+
+    async def _drop_old_days(self, _app: object = None) -> None:
+        oldest = self._oldest_kept()
+        for table in (self.sales, self.events):
+            store = table.table.data
+            old = [k for k in list(store.keys()) if self.calendar.day_starting(k[1][0]) < oldest]
+            for key in old:
+                store.pop(key, None)
+            if old:
+                log.info("old_days_dropped", table=table.name, windows=len(old))
+
+    async def _daily_snapshot(self, _app: object = None) -> None:
+        await self._mirror()
+        async with self._session() as session, session.begin():
+            ranking = await take_snapshot(session, self.settings, datetime.now(UTC))
+        log.info("daily_snapshot_taken", days=str(ranking.days), items=len(ranking.items))
+
+    def _session(self) -> AsyncSession:
+        if self._sessions is None:  # created on Faust's event loop, on first use
+            self._engine = create_engine(self.settings)
+            self._sessions = session_factory(self._engine)
+        return self._sessions()
+
+    async def _shutting_down(self, _app: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        await self._mirror()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+
+def _value(windowed: Any, key: str) -> Any:
+    try:
+        return windowed[key].value()
+    except KeyError:
+        return None

@@ -1,0 +1,36 @@
+"""The ranking's stream processor: `python -m ranking.workers` (a Faust worker; run N of them,
+Kafka spreads the partitions). It migrates the DB and creates the topics first."""
+
+import asyncio
+
+import faust
+
+from ranking.config import Settings
+from ranking.main import MIGRATIONS
+from ranking.stream.app import SalesStream
+from shop_contracts import topics
+from shopkit.kafka import ensure_topics
+from shopkit.logging import configure_logging
+from shopkit.migrations import upgrade
+
+
+async def prepare(settings: Settings) -> None:
+    if settings.run_migrations:
+        await upgrade(MIGRATIONS, settings.database_url)
+    await ensure_topics(settings, [topics.ORDER_EVENTS, topics.DEAD_LETTER])
+
+
+def main() -> None:
+    settings = Settings(service_name="ranking-stream")
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(prepare(settings))
+    stream = SalesStream(settings)
+    worker = faust.Worker(
+        stream.app, loglevel=settings.log_level.lower(), loop=loop, redirect_stdouts=False
+    )
+    worker.execute_from_commandline()
+
+
+main()
