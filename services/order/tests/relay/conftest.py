@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 
 from dataplatform_standin import create_app as create_standin
 from order.relay.config import RelaySettings
@@ -18,7 +17,6 @@ from shop_contracts import OrderPaid, PaidLine
 from shopkit.testing import running_server, temp_database, unique
 
 SECRET = "relay-test-platform-secret"
-MAX_ATTEMPTS = 4
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +48,7 @@ def make_settings(relay_db: str, standin_url: str) -> Callable[..., RelaySetting
             "kafka_topic_prefix": unique("t.relay.") + ".",
             "data_platform_url": standin_url,
             "data_platform_secret": SECRET,
-            "max_attempts": MAX_ATTEMPTS,
+            "max_attempts": 4,
             "backoff_initial_s": 0.02,
             "backoff_max_s": 0.1,
             "backoff_jitter_s": 0.02,
@@ -86,8 +84,13 @@ def start_relay() -> Callable[..., AbstractAsyncContextManager[str]]:
     return start
 
 
-def paid_order(*lines: tuple[int, int]) -> OrderPaid:
-    """An OrderPaid for (product_id, quantity) lines at 1,000 won each."""
+@pytest.fixture
+def paid_order() -> Callable[..., OrderPaid]:
+    """paid_order((product_id, quantity), …): an OrderPaid at 1,000 won a unit."""
+    return _paid_order
+
+
+def _paid_order(*lines: tuple[int, int]) -> OrderPaid:
     paid_lines = [
         PaidLine(product_id=p, name=f"product {p}", quantity=q, unit_price=1_000) for p, q in lines
     ] or [PaidLine(product_id=1, name="product 1", quantity=1, unit_price=1_000)]
@@ -101,8 +104,3 @@ def paid_order(*lines: tuple[int, int]) -> OrderPaid:
         total=subtotal,
         paid_at=datetime.now(UTC),
     )
-
-
-def metric(name: str) -> float:
-    """A relay counter of this process (every relay started by the tests runs in it)."""
-    return REGISTRY.get_sample_value(name) or 0.0

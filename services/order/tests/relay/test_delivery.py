@@ -10,9 +10,10 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import REGISTRY
 
 from order.relay.config import RelaySettings
-from shop_contracts import Envelope, OrderFailed, topics
+from shop_contracts import Envelope, OrderFailed, OrderPaid, topics
 from shop_contracts.events import FailureReason
 from shopkit.testing import (
     asyncpg_dsn,
@@ -24,9 +25,13 @@ from shopkit.testing import (
     topic_reader,
 )
 
-from .conftest import MAX_ATTEMPTS, metric, paid_order
-
 StartRelay = Callable[..., AbstractAsyncContextManager[str]]
+PaidOrder = Callable[..., OrderPaid]
+
+
+def metric(name: str) -> float:
+    """A relay counter of this process (every relay started by the tests runs in it)."""
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 async def received(standin: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -67,7 +72,7 @@ async def test_the_relay_serves_its_metrics_and_health(relay_url: str) -> None:
 
 
 async def test_a_paid_order_is_posted_signed_with_the_event_id_as_idempotency_key(
-    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((7, 2), (9, 1)))
     await eventually(lambda: delivered_keys(standin))
@@ -78,7 +83,7 @@ async def test_a_paid_order_is_posted_signed_with_the_event_id_as_idempotency_ke
 
 
 async def test_other_events_on_the_topic_are_not_forwarded(
-    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     order_events = settings.topic(topics.ORDER_EVENTS)
     failed = OrderFailed(order_id=uuid.uuid4(), user_id=1, reason=FailureReason.OUT_OF_STOCK)
@@ -92,7 +97,7 @@ async def test_other_events_on_the_topic_are_not_forwarded(
 
 
 async def test_a_platform_failing_the_first_3_attempts_gets_the_order_exactly_once(
-    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     retried_before = metric("dataplatform_retries_total")
     await standin.post("/control/fail-next", json={"count": 3, "status": 503})
@@ -105,16 +110,16 @@ async def test_a_platform_failing_the_first_3_attempts_gets_the_order_exactly_on
 
 
 async def test_a_platform_down_for_good_dead_letters_the_order_and_later_orders_get_through(
-    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     dead_before = metric("dataplatform_dead_lettered_total")
     await standin.post("/control/fail-next", json={"count": 1_000_000, "status": 503})
     lost = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((4, 1)))
     headers = await dead_letter_of(settings, lost)
-    assert headers["dlq.attempts"] == str(MAX_ATTEMPTS)
+    assert headers["dlq.attempts"] == str(settings.max_attempts)
     assert headers["dlq.error"].startswith("HTTP 503")
     assert headers["dlq.topic"] == settings.topic(topics.ORDER_EVENTS)
-    assert (await stats(standin))["requests"] == MAX_ATTEMPTS
+    assert (await stats(standin))["requests"] == settings.max_attempts
     assert metric("dataplatform_dead_lettered_total") - dead_before == 1
 
     await standin.post("/control/reset")  # the platform is back
@@ -132,13 +137,13 @@ async def test_a_platform_down_for_good_dead_letters_the_order_and_later_orders_
         await db.close()
     outcome = {r["event_id"]: (r["status"], r["attempts"]) for r in rows}
     assert outcome == {
-        lost.event_id: ("DEAD_LETTERED", MAX_ATTEMPTS),
+        lost.event_id: ("DEAD_LETTERED", settings.max_attempts),
         later.event_id: ("DELIVERED", 1),
     }
 
 
 async def test_a_redelivered_event_is_not_posted_again(
-    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     skipped_before = metric("dataplatform_duplicates_skipped_total")
     envelope = Envelope.wrap(paid_order((6, 2)), producer="order")
@@ -156,6 +161,7 @@ async def test_a_relay_rereading_delivered_events_after_a_crash_does_not_post_th
     make_settings: Callable[..., RelaySettings],
     start_relay: StartRelay,
     standin: httpx.AsyncClient,
+    paid_order: PaidOrder,
 ) -> None:
     settings = make_settings()
     orders = [
@@ -186,31 +192,33 @@ async def test_a_wrong_secret_is_rejected_by_the_platform_and_dead_lettered(
     make_settings: Callable[..., RelaySettings],
     start_relay: StartRelay,
     standin: httpx.AsyncClient,
+    paid_order: PaidOrder,
 ) -> None:
     settings = make_settings(data_platform_secret="not-the-platform-secret")
     async with start_relay(settings):
         envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
         headers = await dead_letter_of(settings, envelope)
     assert headers["dlq.error"].startswith("HTTP 401")
-    assert (await stats(standin))["rejected_signatures"] == MAX_ATTEMPTS
+    assert (await stats(standin))["rejected_signatures"] == settings.max_attempts
     assert await received(standin) == []
 
 
 async def test_refused_connections_are_retried_then_dead_lettered(
-    make_settings: Callable[..., RelaySettings], start_relay: StartRelay
+    make_settings: Callable[..., RelaySettings], start_relay: StartRelay, paid_order: PaidOrder
 ) -> None:
     settings = make_settings(data_platform_url=f"http://127.0.0.1:{free_port()}")
     async with start_relay(settings):
         envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
         headers = await dead_letter_of(settings, envelope)
     assert headers["dlq.error"].startswith("ConnectError")
-    assert headers["dlq.attempts"] == str(MAX_ATTEMPTS)
+    assert headers["dlq.attempts"] == str(settings.max_attempts)
 
 
 async def test_answers_slower_than_the_timeout_are_retried_and_delivered_once(
     make_settings: Callable[..., RelaySettings],
     start_relay: StartRelay,
     standin: httpx.AsyncClient,
+    paid_order: PaidOrder,
 ) -> None:
     settings = make_settings(request_timeout_s=0.2, max_attempts=100, backoff_max_s=0.2)
     await standin.post("/control/slow", json={"seconds": 1})
@@ -223,7 +231,7 @@ async def test_answers_slower_than_the_timeout_are_retried_and_delivered_once(
 
 
 async def test_a_platform_stuck_on_one_order_does_not_hold_back_other_partitions(
-    make_settings: Callable[..., RelaySettings], start_relay: StartRelay
+    make_settings: Callable[..., RelaySettings], start_relay: StartRelay, paid_order: PaidOrder
 ) -> None:
     settings = make_settings()
     stuck = paid_order((1, 1))
