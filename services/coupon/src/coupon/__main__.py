@@ -1,0 +1,3 @@
+from coupon.main import main
+
+main()

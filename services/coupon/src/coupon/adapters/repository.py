@@ -1,0 +1,259 @@
+"""All of the coupon service's SQL. Every contended change is one conditional statement."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Row,
+    Select,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coupon.adapters.tables import Coupon, OrderPricing, UserCoupon
+from coupon.domain.coupons import (
+    CouponTerms,
+    DiscountType,
+    HeldCoupon,
+    Price,
+    PricingStatus,
+)
+
+ONE_COPY_PER_USER: Final = "uq_user_coupons_coupon_id"
+
+
+class Refusal(StrEnum):
+    SOLD_OUT = "SOLD_OUT"
+    ALREADY_HELD = "ALREADY_HELD"
+
+
+def _gate_lock(coupon_id: int) -> ColumnElement[int]:
+    """The advisory lock key of one coupon's gate, namespaced away from other advisory locks."""
+    return func.hashtextextended(f"coupon-gate:{coupon_id}", 0)
+
+
+def _violated(exc: IntegrityError) -> str | None:
+    """The name of the constraint the database refused (asyncpg's error is the cause)."""
+    return getattr(exc.orig.__cause__ if exc.orig else None, "constraint_name", None)
+
+
+class CouponRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    @asynccontextmanager
+    async def autocommitting(cls, session: AsyncSession) -> AsyncIterator["CouponRepository"]:
+        """A repository whose every statement is its own transaction."""
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        try:
+            yield cls(session)
+        finally:
+            await session.close()  # the connection goes back to the pool at its usual level
+
+    # --- coupon definitions -------------------------------------------------------------
+
+    async def add_coupon(
+        self,
+        *,
+        name: str,
+        terms: CouponTerms,
+        total_quantity: int,
+        valid_days: int,
+    ) -> Coupon:
+        coupon = Coupon(
+            name=name,
+            discount_type=terms.discount_type.value,
+            discount_value=terms.discount_value,
+            min_order_amount=terms.min_order_amount,
+            total_quantity=total_quantity,
+            issued_quantity=0,
+            valid_days=valid_days,
+        )
+        self.session.add(coupon)
+        await self.session.flush()
+        return coupon
+
+    async def coupon(self, coupon_id: int) -> Coupon | None:
+        return await self.session.get(Coupon, coupon_id)
+
+    # --- issuance -----------------------------------------------------------------------
+
+    async def valid_days(self, coupon_id: int) -> int | None:
+        return await self.session.scalar(select(Coupon.valid_days).where(Coupon.id == coupon_id))
+
+    async def take_copy(
+        self, coupon_id: int, user_id: int, issued_at: datetime, expires_at: datetime
+    ) -> UserCoupon | Refusal:
+        """In one statement: count one more copy issued if any is left, and give it to the user
+        unless they hold one already (the unique violation undoes the count with it).
+
+        Under autocommit, one statement is one transaction, and that matters in a rush: the
+        coupon's row is locked from the conditional UPDATE to the commit, and every issuance of
+        the coupon queues on it. Within one statement that is the database's own time, never a
+        network round trip or a turn of a busy event loop."""
+        taken = (
+            update(Coupon)
+            .where(Coupon.id == coupon_id, Coupon.issued_quantity < Coupon.total_quantity)
+            .values(issued_quantity=Coupon.issued_quantity + 1)
+            .returning(Coupon.id)
+            .cte("taken")
+        )
+        copy = select(
+            taken.c.id,
+            literal(user_id, BigInteger),
+            literal(issued_at, DateTime(timezone=True)),
+            literal(expires_at, DateTime(timezone=True)),
+        )
+        stmt = (
+            insert(UserCoupon)
+            .from_select(["coupon_id", "user_id", "issued_at", "expires_at"], copy)
+            .add_cte(taken)
+            .returning(UserCoupon)
+        )
+        try:
+            user_coupon = await self.session.scalar(stmt)
+        except IntegrityError as exc:
+            if _violated(exc) == ONE_COPY_PER_USER:
+                return Refusal.ALREADY_HELD
+            raise
+        return Refusal.SOLD_OUT if user_coupon is None else user_coupon
+
+    async def lock_for_gate_rebuild(self, coupon_id: int) -> None:
+        """Rebuilds of one coupon's gate take turns, across every process of the service."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(_gate_lock(coupon_id))))
+
+    async def holders(self, coupon_id: int) -> list[int]:
+        stmt = select(UserCoupon.user_id).where(UserCoupon.coupon_id == coupon_id)
+        return list((await self.session.scalars(stmt)).all())
+
+    # --- a user's coupons ---------------------------------------------------------------
+
+    @staticmethod
+    def _held() -> Select[UserCoupon, Coupon]:
+        return select(UserCoupon, Coupon).join(Coupon, Coupon.id == UserCoupon.coupon_id)
+
+    async def held_coupons(self, user_id: int, limit: int) -> list[HeldCoupon]:
+        stmt = (
+            self._held()
+            .where(UserCoupon.user_id == user_id)
+            .order_by(UserCoupon.id.desc())
+            .limit(limit)
+        )
+        return [_to_held(row) for row in (await self.session.execute(stmt)).all()]
+
+    async def held_coupon(self, user_coupon_id: int) -> HeldCoupon | None:
+        stmt = self._held().where(UserCoupon.id == user_coupon_id)
+        row = (await self.session.execute(stmt)).one_or_none()
+        return None if row is None else _to_held(row)
+
+    async def mark_used(
+        self, user_coupon_id: int, user_id: int, order_id: UUID, now: datetime
+    ) -> bool:
+        """Takes the coupon for this order if no order holds it; False when one already does."""
+        stmt = (
+            update(UserCoupon)
+            .where(
+                UserCoupon.id == user_coupon_id,
+                UserCoupon.user_id == user_id,
+                UserCoupon.used_order_id.is_(None),
+            )
+            .values(used_order_id=order_id, used_at=now)
+            .returning(UserCoupon.id)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def release_coupon_of(self, order_id: UUID) -> int | None:
+        """Gives back the coupon this order holds, if any; its id when this call did it."""
+        stmt = (
+            update(UserCoupon)
+            .where(UserCoupon.used_order_id == order_id)
+            .values(used_order_id=None, used_at=None)
+            .returning(UserCoupon.id)
+        )
+        return await self.session.scalar(stmt)
+
+    # --- the saga's memory per order ----------------------------------------------------
+
+    async def claim_pricing(self, order_id: UUID, user_id: int, user_coupon_id: int | None) -> bool:
+        """Starts pricing this order; False when it was priced or closed before."""
+        stmt = (
+            insert(OrderPricing)
+            .values(
+                order_id=order_id,
+                user_id=user_id,
+                user_coupon_id=user_coupon_id,
+                status=PricingStatus.PRICING.value,
+            )
+            .on_conflict_do_nothing(index_elements=[OrderPricing.order_id])
+            .returning(OrderPricing.order_id)
+        )
+        return await self.session.scalar(stmt) is not None
+
+    async def finish_pricing(
+        self,
+        order_id: UUID,
+        status: PricingStatus,
+        price: Price | None = None,
+        detail: str | None = None,
+    ) -> None:
+        await self.session.execute(
+            update(OrderPricing)
+            .where(OrderPricing.order_id == order_id)
+            .values(
+                status=status.value,
+                subtotal=None if price is None else price.subtotal,
+                discount=None if price is None else price.discount,
+                total=None if price is None else price.total,
+                detail=detail,
+            )
+        )
+
+    async def close_pricing(self, order_id: UUID, user_id: int) -> None:
+        """Marks the order closed, whether or not it was priced before."""
+        stmt = insert(OrderPricing).values(
+            order_id=order_id, user_id=user_id, status=PricingStatus.CLOSED.value
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[OrderPricing.order_id],
+                set_={"status": PricingStatus.CLOSED.value, "updated_at": func.now()},
+            )
+        )
+
+    async def pricing(self, order_id: UUID) -> OrderPricing | None:
+        return await self.session.get(OrderPricing, order_id)
+
+
+def _to_held(row: Row[UserCoupon, Coupon]) -> HeldCoupon:
+    user_coupon, coupon = row
+    return HeldCoupon(
+        user_coupon_id=user_coupon.id,
+        coupon_id=coupon.id,
+        user_id=user_coupon.user_id,
+        name=coupon.name,
+        terms=terms_of(coupon),
+        issued_at=user_coupon.issued_at,
+        expires_at=user_coupon.expires_at,
+        used_order_id=user_coupon.used_order_id,
+    )
+
+
+def terms_of(coupon: Coupon) -> CouponTerms:
+    return CouponTerms(
+        discount_type=DiscountType(coupon.discount_type),
+        discount_value=coupon.discount_value,
+        min_order_amount=coupon.min_order_amount,
+    )

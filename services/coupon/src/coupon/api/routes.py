@@ -1,0 +1,90 @@
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from coupon.adapters.gate import IssuanceGate
+from coupon.api.schemas import (
+    CouponResponse,
+    CreateCouponRequest,
+    IssuedCouponResponse,
+    IssueRequest,
+    UserCouponItem,
+    UserCouponsResponse,
+)
+from coupon.service import catalogue, issuing
+from shopkit.api import IdPath, session
+from shopkit.auth import AdminClaims, Claims, authorize_user, optional_claims
+from shopkit.runtime import Runtime
+
+router = APIRouter(tags=["coupons"])
+Db = Annotated[AsyncSession, Depends(session)]
+
+
+# Dependencies are coroutines: a plain `def` one would cost a worker-thread hop per request.
+async def _gate(request: Request) -> IssuanceGate:
+    gate: IssuanceGate = request.app.state.gate
+    return gate
+
+
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.sessions
+
+
+async def _claims(request: Request) -> Claims | None:
+    return optional_claims(request)
+
+
+Gate = Annotated[IssuanceGate, Depends(_gate)]
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+Token = Annotated[Claims | None, Depends(_claims)]
+
+
+@router.post("/coupons", status_code=201, response_model=CouponResponse)
+async def create_coupon(
+    _: AdminClaims, body: CreateCouponRequest, db: Db, gate: Gate
+) -> CouponResponse:
+    coupon = await catalogue.create_coupon(
+        db,
+        gate,
+        name=body.name,
+        terms=body.terms(),
+        total_quantity=body.total_quantity,
+        valid_days=body.valid_days,
+    )
+    return CouponResponse.of(coupon)
+
+
+@router.get("/coupons/{coupon_id}", response_model=CouponResponse)
+async def get_coupon(coupon_id: IdPath, db: Db) -> CouponResponse:
+    return CouponResponse.of(await catalogue.coupon(db, coupon_id))
+
+
+@router.post("/coupons/{coupon_id}/issue", status_code=201, response_model=IssuedCouponResponse)
+async def issue_coupon(
+    request: Request,
+    coupon_id: IdPath,
+    body: IssueRequest,
+    sessions: Sessions,
+    gate: Gate,
+    claims: Token,
+) -> IssuedCouponResponse:
+    authorize_user(request, claims, body.user_id)
+    user_coupon = await issuing.issue(sessions, gate, coupon_id, body.user_id)
+    return IssuedCouponResponse.of(user_coupon)
+
+
+@router.get("/users/{user_id}/coupons", response_model=UserCouponsResponse)
+async def user_coupons(
+    request: Request,
+    user_id: IdPath,
+    db: Db,
+    claims: Token,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
+) -> UserCouponsResponse:
+    authorize_user(request, claims, user_id)
+    held = await catalogue.coupons_of(db, user_id, limit)
+    now = datetime.now(UTC)
+    return UserCouponsResponse(items=[UserCouponItem.of(h, now) for h in held])

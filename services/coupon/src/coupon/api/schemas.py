@@ -1,0 +1,139 @@
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from coupon.adapters.tables import Coupon, UserCoupon
+from coupon.domain.coupons import (
+    MAX_VALID_DAYS,
+    CouponStatus,
+    CouponTerms,
+    DiscountType,
+    HeldCoupon,
+    discount_value_problem,
+)
+from shopkit.api import MAX_ID, StrictId
+
+Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
+Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+
+
+class CreateCouponRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[
+        str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
+    ]
+    discount_type: DiscountType
+    discount_value: Count
+    total_quantity: Count
+    valid_days: Annotated[int, Field(strict=True, ge=1, le=MAX_VALID_DAYS)]
+    min_order_amount: Won
+
+    @field_validator("discount_value")
+    @classmethod
+    def _fits_the_type(cls, value: int, info: ValidationInfo) -> int:
+        discount_type = info.data.get("discount_type")
+        if discount_type is not None:
+            problem = discount_value_problem(discount_type, value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    def terms(self) -> CouponTerms:
+        return CouponTerms(
+            discount_type=self.discount_type,
+            discount_value=self.discount_value,
+            min_order_amount=self.min_order_amount,
+        )
+
+
+class CouponResponse(BaseModel):
+    id: int
+    name: str
+    discount_type: DiscountType
+    discount_value: int
+    total_quantity: int
+    issued_quantity: int
+    remaining_quantity: int
+    min_order_amount: int
+    valid_days: int
+
+    @classmethod
+    def of(cls, coupon: Coupon) -> "CouponResponse":
+        return cls(
+            id=coupon.id,
+            name=coupon.name,
+            discount_type=DiscountType(coupon.discount_type),
+            discount_value=coupon.discount_value,
+            total_quantity=coupon.total_quantity,
+            issued_quantity=coupon.issued_quantity,
+            remaining_quantity=coupon.total_quantity - coupon.issued_quantity,
+            min_order_amount=coupon.min_order_amount,
+            valid_days=coupon.valid_days,
+        )
+
+
+class IssueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictId
+
+
+class IssuedCouponResponse(BaseModel):
+    user_coupon_id: int
+    coupon_id: int
+    user_id: int
+    status: Literal[CouponStatus.AVAILABLE] = CouponStatus.AVAILABLE
+    issued_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, user_coupon: UserCoupon) -> "IssuedCouponResponse":
+        return cls(
+            user_coupon_id=user_coupon.id,
+            coupon_id=user_coupon.coupon_id,
+            user_id=user_coupon.user_id,
+            issued_at=user_coupon.issued_at,
+            expires_at=user_coupon.expires_at,
+        )
+
+
+class UserCouponItem(BaseModel):
+    user_coupon_id: int
+    coupon_id: int
+    name: str
+    discount_type: DiscountType
+    discount_value: int
+    min_order_amount: int
+    status: CouponStatus
+    issued_at: datetime
+    expires_at: datetime
+    used_order_id: UUID | None
+
+    @classmethod
+    def of(cls, held: HeldCoupon, now: datetime) -> "UserCouponItem":
+        return cls(
+            user_coupon_id=held.user_coupon_id,
+            coupon_id=held.coupon_id,
+            name=held.name,
+            discount_type=held.terms.discount_type,
+            discount_value=held.terms.discount_value,
+            min_order_amount=held.terms.min_order_amount,
+            status=held.status(now),
+            issued_at=held.issued_at,
+            expires_at=held.expires_at,
+            used_order_id=held.used_order_id,
+        )
+
+
+class UserCouponsResponse(BaseModel):
+    items: list[UserCouponItem]

@@ -1,0 +1,34 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shopkit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="COUPON_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "coupon"
+    database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_coupon"
+    http_port: int = 8003
+
+    redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="REDIS_URL")
+    redis_key_prefix: str = Field(
+        default="coupon",
+        pattern=r"^[^{}]*$",
+        description="Namespace of the gate's keys (tests isolate runs with it). No braces: "
+        "the coupon id in braces is the Redis Cluster hash tag.",
+    )
+    redis_max_connections: int = Field(
+        default=64,
+        description="Pool size. A script takes Redis well under a millisecond: a few dozen "
+        "connections carry a rush, and fewer new connections open at its start.",
+    )
+    redis_pool_timeout_s: float = Field(
+        default=5.0,
+        description="How long a request waits for a free pooled connection (an unreachable "
+        "Redis frees them at once: connecting fails fast).",
+    )
+    redis_timeout_s: float = Field(
+        default=0.5,
+        description="Socket connect and read timeout: an unreachable Redis is a quick 503.",
+    )

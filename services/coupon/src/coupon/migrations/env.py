@@ -1,0 +1,3 @@
+from shopkit.migrations import run_env
+
+run_env()

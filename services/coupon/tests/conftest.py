@@ -1,0 +1,180 @@
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from coupon.adapters.gate import IssuanceGate
+from coupon.config import Settings
+from coupon.main import create_app
+from shopkit.auth import mint
+from shopkit.testing import asyncpg_dsn, running_server, temp_database, unique
+
+CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    async with temp_database("coupon") as url:
+        yield Settings(
+            database_url=url,
+            kafka_topic_prefix=unique("t.coupon.") + ".",
+            redis_key_prefix=unique("t-coupon-"),
+        )
+
+
+@pytest.fixture(scope="session")
+async def base_url(settings: Settings) -> AsyncIterator[str]:
+    async with running_server(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as c:
+        yield c
+
+
+Headers = Callable[..., dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def token(settings: Settings) -> Headers:
+    """`token(sub, role="user", ttl_s=3600)`: an Authorization header with a signed JWT."""
+
+    def headers(
+        sub: str, role: Literal["user", "admin"] = "user", ttl_s: int = 3600
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(settings.jwt_secret, sub, role, ttl_s)}"}
+
+    return headers
+
+
+@pytest.fixture(scope="session")
+def admin(token: Headers) -> dict[str, str]:
+    return token("admin-1", "admin")
+
+
+@pytest.fixture
+async def gate(settings: Settings) -> AsyncIterator[IssuanceGate]:
+    """The test's own view of the service's Redis gate (the same keys)."""
+    gate = IssuanceGate.connect(settings)
+    try:
+        yield gate
+    finally:
+        await gate.close()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the service's database, to check the truth behind the API."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def new_coupon(client: httpx.AsyncClient, admin: dict[str, str]) -> CouponFactory:
+    async def make(**overrides: Any) -> dict[str, Any]:
+        body = {
+            "name": "10% off",
+            "discount_type": "PERCENT",
+            "discount_value": 10,
+            "total_quantity": 100,
+            "valid_days": 7,
+            "min_order_amount": 0,
+        } | overrides
+        r = await client.post("/coupons", json=body, headers=admin)
+        assert r.status_code == 201, r.text
+        coupon: dict[str, Any] = r.json()
+        return coupon
+
+    return make
+
+
+@pytest.fixture
+def user_id() -> int:
+    return random.randint(1, 2**62)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def code(self) -> str | None:
+        return self.body.get("code") if self.status >= 400 else None
+
+
+class Rush:
+    """Many POSTs at once over real HTTP/1.1 keep-alive connections to one or more servers.
+
+    A deliberately small client: httpx spends about four times the service's own time on each
+    request (and its pool scans every queued request on each change), which would turn a
+    10,000-request rush into minutes of measuring the client. `answered` counts the replies so
+    far, for tests that act in the middle of a rush."""
+
+    def __init__(self, base_urls: Sequence[str], connections: int = 256) -> None:
+        self.targets = [urlsplit(u) for u in base_urls]
+        self.connections = connections
+        self.answered = 0
+
+    async def post_all(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Answer]:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(len(calls)):
+            queue.put_nowait(i)
+        answers: list[Answer | None] = [None] * len(calls)
+
+        async def worker(n: int) -> None:
+            target = self.targets[n % len(self.targets)]
+            reader, writer = await asyncio.open_connection(target.hostname, target.port)
+            try:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    path, body = calls[i]
+                    answers[i] = await self._post(reader, writer, target.netloc, path, body)
+                    self.answered += 1
+            finally:
+                writer.close()
+
+        await asyncio.gather(*(worker(n) for n in range(self.connections)))
+        return [a for a in answers if a is not None]
+
+    @staticmethod
+    async def _post(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        path: str,
+        body: dict[str, Any],
+    ) -> Answer:
+        payload = orjson.dumps(body)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *headers = head.decode().split("\r\n")
+        length = 0
+        for header in headers:
+            name, _, value = header.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        content = await reader.readexactly(length)
+        return Answer(int(status_line.split()[1]), orjson.loads(content) if content else {})
+
+
+@pytest.fixture
+def rush() -> Callable[..., Rush]:
+    return Rush
