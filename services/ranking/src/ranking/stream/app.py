@@ -204,7 +204,12 @@ class SalesStream:
         await self._mirror()
         async with self._session() as session, session.begin():
             ranking = await take_snapshot(session, self.settings, datetime.now(UTC))
-        log.info("daily_snapshot_taken", days=str(ranking.days), items=len(ranking.items))
+        log.info(
+            "daily_snapshot_taken",
+            first_day=ranking.days.first.isoformat(),
+            last_day=ranking.days.last.isoformat(),
+            items=len(ranking.items),
+        )
 
     def _session(self) -> AsyncSession:
         if self._sessions is None:  # created on Faust's event loop, on first use
