@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -49,16 +50,21 @@ async def base_url(settings: Settings) -> AsyncIterator[str]:
         yield url
 
 
+ApiOnly = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
 @pytest.fixture(scope="session")
-def api_only(settings: Settings) -> Callable[..., Any]:
-    """Another API process over the same database, without workers (no consumer, no sweeper):
-    it learns that an order ended only through NOTIFY."""
+def api_only(settings: Settings) -> ApiOnly:
+    """Starts another API process over the same database, without workers (no consumer, no
+    sweeper), and yields a client of it: it learns that an order ended only through NOTIFY."""
 
-    def server(**overrides: Any) -> Any:
+    @asynccontextmanager
+    async def instance(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         config = settings.model_copy(update={"run_workers": False, **overrides})
-        return running_server(create_app(config))
+        async with running_server(create_app(config)) as url, http(url) as client:
+            yield client
 
-    return server
+    return instance
 
 
 def http(base_url: str) -> httpx.AsyncClient:

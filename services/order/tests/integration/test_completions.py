@@ -3,7 +3,7 @@ ends the order runs in another, and PostgreSQL NOTIFY carries the news."""
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -11,15 +11,16 @@ from order.adapters.completions import OrderCompletions
 from order.config import Settings
 from shopkit.testing import eventually
 
-from ..conftest import Saga, http
+if TYPE_CHECKING:
+    from ..conftest import ApiOnly, Saga
 
 
 async def test_a_request_waiting_on_one_instance_is_woken_by_the_consumer_of_another(
-    saga: Saga, api_only: Any, user_id: int
+    saga: "Saga", api_only: "ApiOnly", user_id: int
 ) -> None:
     # instance A serves the request and runs no consumer; instance B (the session's service)
     # handles the events: only B's NOTIFY can tell A that the order ended
-    async with api_only() as url, http(url) as a:
+    async with api_only() as a:
         request = asyncio.create_task(
             a.post(
                 "/orders",

@@ -1,18 +1,19 @@
 """Every order ends: the deadline sweeper fails what got no answer in time."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shopkit.testing import eventually
 
-from ..conftest import Saga, http
+if TYPE_CHECKING:
+    from ..conftest import ApiOnly, Saga
 
 
 async def test_an_order_without_answers_fails_with_timeout_and_wakes_its_waiting_request(
-    saga: Saga, api_only: Any, user_id: int
+    saga: "Saga", api_only: "ApiOnly", user_id: int
 ) -> None:
     # placed through an API process configured with a 1 s saga deadline; the deadline is
     # stored on the order, so the sweeper of the other (worker) process enforces it
-    async with api_only(saga_timeout_s=1.0) as url, http(url) as client:
+    async with api_only(saga_timeout_s=1.0) as client:
         r = await client.post(
             "/orders",
             json={"user_id": user_id, "items": [{"product_id": 4, "quantity": 2}]},
@@ -42,9 +43,9 @@ async def test_an_order_without_answers_fails_with_timeout_and_wakes_its_waiting
 
 
 async def test_an_order_half_way_through_the_saga_times_out_with_what_it_had_learned(
-    saga: Saga, api_only: Any, user_id: int
+    saga: "Saga", api_only: "ApiOnly", user_id: int
 ) -> None:
-    async with api_only(saga_timeout_s=1.0) as url, http(url) as client:
+    async with api_only(saga_timeout_s=1.0) as client:
         order = (
             await client.post(
                 "/orders",

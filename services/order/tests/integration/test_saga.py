@@ -2,7 +2,7 @@
 order's state and its OrderPaid / OrderFailed out."""
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,11 +18,12 @@ from shop_contracts import (
 )
 from shopkit.testing import eventually, publish_envelope
 
-from ..conftest import Saga
+if TYPE_CHECKING:
+    from ..conftest import Saga
 
 
 async def test_an_order_is_paid_when_stock_price_and_payment_come_in(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     order = await saga.place(user_id, [(1, 2), (2, 1)], user_coupon_id=9)
     await saga.send(
@@ -62,7 +63,7 @@ async def test_an_order_is_paid_when_stock_price_and_payment_come_in(
 
 
 async def test_a_line_out_of_stock_is_excluded_and_the_rest_is_paid(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     order = await saga.place(user_id, [(1, 1), (2, 3)])
     await saga.send(
@@ -92,7 +93,7 @@ async def test_a_line_out_of_stock_is_excluded_and_the_rest_is_paid(
     assert [line["product_id"] for line in paid["lines"]] == [2]
 
 
-def _stock_rejected(order: dict[str, Any]) -> list[Event]:
+def _stock_rejected(saga: "Saga", order: dict[str, Any]) -> list[Event]:
     return [
         StockRejected(
             order_id=order["order_id"],
@@ -105,9 +106,9 @@ def _stock_rejected(order: dict[str, Any]) -> list[Event]:
     ]
 
 
-def _coupon_rejected(order: dict[str, Any]) -> list[Event]:
+def _coupon_rejected(saga: "Saga", order: dict[str, Any]) -> list[Event]:
     return [
-        Saga.reserved(order, {1: 100, 2: 200}),
+        saga.reserved(order, {1: 100, 2: 200}),
         CouponRejected(
             order_id=order["order_id"],
             user_id=order["user_id"],
@@ -117,10 +118,10 @@ def _coupon_rejected(order: dict[str, Any]) -> list[Event]:
     ]
 
 
-def _payment_failed(order: dict[str, Any]) -> list[Event]:
+def _payment_failed(saga: "Saga", order: dict[str, Any]) -> list[Event]:
     return [
-        Saga.reserved(order, {1: 100, 2: 200}),
-        Saga.priced(order, 300),
+        saga.reserved(order, {1: 100, 2: 200}),
+        saga.priced(order, 300),
         PaymentFailed(order_id=order["order_id"], user_id=order["user_id"], amount=300),
     ]
 
@@ -135,10 +136,10 @@ def _payment_failed(order: dict[str, Any]) -> list[Event]:
     ids=["stock-rejected", "coupon-rejected", "payment-failed"],
 )
 async def test_a_rejection_fails_the_order_with_its_reason_and_emits_order_failed(
-    saga: Saga, user_id: int, answers: Any, reason: str
+    saga: "Saga", user_id: int, answers: Any, reason: str
 ) -> None:
     order = await saga.place(user_id, [(1, 1), (2, 1)], user_coupon_id=4)
-    await saga.send(*answers(order))
+    await saga.send(*answers(saga, order))
     final = await saga.ended(order["order_id"])
     assert final["status"] == "FAILED"
     assert final["failure_reason"] == reason
@@ -153,10 +154,10 @@ async def test_a_rejection_fails_the_order_with_its_reason_and_emits_order_faile
 
 
 async def test_all_lines_rejected_are_shown_excluded_with_their_reasons(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     order = await saga.place(user_id, [(1, 1), (2, 1)])
-    await saga.send(*_stock_rejected(order))
+    await saga.send(*_stock_rejected(saga, order))
     final = await saga.ended(order["order_id"])
     assert [(line["status"], line["excluded_reason"]) for line in final["lines"]] == [
         ("EXCLUDED", "OUT_OF_STOCK"),
@@ -165,7 +166,7 @@ async def test_all_lines_rejected_are_shown_excluded_with_their_reasons(
 
 
 async def test_facts_arriving_in_reverse_order_still_pay_the_order_once_all_are_in(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     order = await saga.place(user_id, [(7, 2)])
     # the payment is handled before the price and the reservation it depends on
@@ -194,7 +195,7 @@ async def test_facts_arriving_in_reverse_order_still_pay_the_order_once_all_are_
 
 
 async def test_redelivered_and_repeated_events_pay_once_and_emit_one_order_paid(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     order = await saga.place(user_id, [(3, 1)])
     await saga.send(saga.reserved(order, {3: 700}), saga.priced(order, 700))
@@ -208,9 +209,9 @@ async def test_redelivered_and_repeated_events_pay_once_and_emit_one_order_paid(
     assert [t for t, _ in await saga.outbox(order["order_id"])] == ["OrderCreated", "OrderPaid"]
 
 
-async def test_an_answer_for_an_ended_order_changes_nothing(saga: Saga, user_id: int) -> None:
+async def test_an_answer_for_an_ended_order_changes_nothing(saga: "Saga", user_id: int) -> None:
     order = await saga.place(user_id, [(1, 1), (2, 1)], user_coupon_id=4)
-    await saga.send(*_coupon_rejected(order))
+    await saga.send(*_coupon_rejected(saga, order))
     failed = await saga.ended(order["order_id"])
     late = await saga.send(saga.priced(order, 300), saga.paid(order, 300))
     await saga.processed(*late)
@@ -221,7 +222,7 @@ async def test_an_answer_for_an_ended_order_changes_nothing(saga: Saga, user_id:
     ]
 
 
-async def test_an_event_for_an_order_it_does_not_know_is_skipped(saga: Saga) -> None:
+async def test_an_event_for_an_order_it_does_not_know_is_skipped(saga: "Saga") -> None:
     stranger = {"order_id": "8e0e4a54-4f7b-4bde-9bb6-2f1b7a9e43f1", "user_id": 1}
     [payment] = await saga.send(saga.paid({**stranger, "user_coupon_id": None}, 1))
     await saga.processed(payment)
@@ -230,7 +231,7 @@ async def test_an_event_for_an_order_it_does_not_know_is_skipped(saga: Saga) -> 
 
 
 async def test_prefer_wait_answers_201_with_the_final_order_when_the_saga_ends_meanwhile(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     request = asyncio.create_task(
         saga.client.post(
@@ -257,7 +258,7 @@ async def test_prefer_wait_answers_201_with_the_final_order_when_the_saga_ends_m
 
 
 async def test_an_idempotent_retry_with_prefer_wait_returns_the_same_order_once_ended(
-    saga: Saga, user_id: int
+    saga: "Saga", user_id: int
 ) -> None:
     headers = {"Idempotency-Key": "retry-after-timeout"}
     order = await saga.place(user_id, [(6, 1)], headers=headers)
