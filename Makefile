@@ -14,13 +14,16 @@ deps: ## install the Python workspace from the lock file
 	@command -v $(UV) >/dev/null || pip install -q uv==0.13.8
 	$(UV) sync --frozen --all-packages
 
-stack: ## start Kafka, PostgreSQL and Redis (idempotent; skips what points elsewhere)
+stack: ## start Kafka, PostgreSQL and Redis (idempotent; skips what points elsewhere); install nginx
 	$(STACK) up
+	deploy/local/gateway.sh install
 
 run: deps stack ## start the whole system with demo data and print the URLs
 	deploy/local/run.sh
+	deploy/local/gateway.sh up
 
 stop: ## stop the services and everything `make stack` started
+	-deploy/local/gateway.sh down
 	-deploy/local/run.sh stop
 	$(STACK) down
 

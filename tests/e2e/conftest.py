@@ -15,7 +15,7 @@ from .harness import System, start_system
 @pytest.fixture(scope="session")
 async def system() -> AsyncIterator[System]:
     env = {
-        "ORDER_SAGA_TIMEOUT_S": "60",
+        "ORDER_SAGA_TIMEOUT_S": "600",
         "REDIS_URL": os.environ.get("E2E_REDIS_URL", "redis://localhost:6379/13"),
         "COUPON_REDIS_KEY_PREFIX": unique("e2e") + ":",
     }

@@ -23,6 +23,10 @@ class ErrorCode(StrEnum):
     COUPON_SOLD_OUT = "COUPON_SOLD_OUT"
     COUPON_ALREADY_ISSUED = "COUPON_ALREADY_ISSUED"
     ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"
+    """Answered by the gateway (429) when a client exceeds its rate on a limited path."""
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    """Answered by the gateway (413) for bodies over its limit."""
 
 
 class FieldError(BaseModel):
