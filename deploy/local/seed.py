@@ -58,10 +58,13 @@ def main() -> int:
             )
     print(f"""
 The shop is running.
-  point    {POINT}/docs        product  {PRODUCT}/docs
-  coupon   {COUPON}/docs        order    {ORDER}/docs
-  metrics  <service>/metrics   health   <service>/healthz, <service>/readyz
-  logs     .local/logs/
+  gateway        {GATEWAY}  (every API path; start here)
+  point          {POINT}/docs        product  {PRODUCT}/docs
+  coupon         {COUPON}/docs        order    {ORDER}/docs
+  ranking        http://127.0.0.1:8005/docs   order relay metrics  http://127.0.0.1:8006/metrics
+  data platform  http://127.0.0.1:8090/orders  (the local stand-in: what the relay delivered)
+  metrics        <service>/metrics   health   <service>/healthz, <service>/readyz
+  logs           .local/logs/
 
 Admin token (1 h):  make token ROLE=admin
 User token:         make token ROLE=user SUB={DEMO_USER}
