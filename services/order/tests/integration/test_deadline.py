@@ -1,7 +1,11 @@
 """Every order ends: the deadline sweeper fails what got no answer in time."""
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
+from order.config import Settings
+from order.service.deadlines import expire_overdue
+from shopkit.db import create_engine, session_factory
 from shopkit.testing import eventually
 
 if TYPE_CHECKING:
@@ -61,3 +65,39 @@ async def test_an_order_half_way_through_the_saga_times_out_with_what_it_had_lea
     final = await eventually(timed_out)
     assert final["failure_reason"] == "TIMEOUT"
     assert final["lines"][0]["unit_price"] in (None, 300)  # the reservation may come too late
+
+
+async def test_sweepers_racing_on_the_same_orders_fail_each_exactly_once(
+    saga: "Saga", api_only: "ApiOnly", settings: Settings, user_id: int
+) -> None:
+    async with api_only(saga_timeout_s=0.5) as client:
+        placed = [
+            (
+                await client.post(
+                    "/orders",
+                    json={"user_id": user_id, "items": [{"product_id": i, "quantity": 1}]},
+                )
+            ).json()
+            for i in range(1, 31)
+        ]
+    await asyncio.sleep(0.5)  # every deadline has passed: the sweepers below all find work
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    try:
+        # four more sweepers with small batches, racing the service's own
+        async def sweep() -> None:
+            while await expire_overdue(sessions, limit=3):
+                pass
+
+        async def all_failed() -> bool:
+            orders = (await saga.client.get(f"/users/{user_id}/orders")).json()["items"]
+            return all(o["status"] == "FAILED" for o in orders)
+
+        await asyncio.gather(*(sweep() for _ in range(4)))
+        await eventually(all_failed)
+    finally:
+        await engine.dispose()
+    for order in placed:
+        events = [t for t, _ in await saga.outbox(order["order_id"])]
+        assert events == ["OrderCreated", "OrderFailed"]
+        assert (await saga.order(order["order_id"]))["failure_reason"] == "TIMEOUT"
