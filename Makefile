@@ -3,9 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
 STACK := deploy/local/stack.sh
-PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking
+PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking -p dataplatform_standin
 
-.PHONY: help deps stack stop run test test-fast lint format contracts contracts-check bench token
+.PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,3 +50,6 @@ token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
 
 bench: deps stack ## benchmarks: throughput and latency percentiles, report with charts
 	$(UV) run python -m benchmarks
+
+ranking-snapshot: deps ## run the daily ranking job now (optionally AS_OF=2026-03-10T00:01+09:00)
+	$(UV) run python -m ranking.snapshot $(if $(AS_OF),--as-of $(AS_OF))

@@ -1,21 +1,12 @@
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import BigInteger, Column, MetaData, Table, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import Base, create_engine, session_factory
 from shopkit.settings import ServiceSettings
 from shopkit.testing import temp_database, unique
-
-effects = Table(
-    "effects",
-    MetaData(),
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("order_id", UUID(as_uuid=True)),
-    Column("amount", BigInteger),
-)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +33,9 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     engine = create_engine(ServiceSettings(database_url=database_url))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-        await conn.run_sync(effects.metadata.create_all)
+        await conn.execute(
+            text("CREATE TABLE effects (id bigserial PRIMARY KEY, order_id uuid, amount bigint)")
+        )
     yield session_factory(engine)
     await engine.dispose()
 

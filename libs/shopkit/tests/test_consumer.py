@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
@@ -15,7 +16,13 @@ from shopkit.kafka import ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
 
-from .conftest import effects
+effects = Table(  # created by conftest.py: where a handler's effect becomes visible
+    "effects",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("order_id", UUID(as_uuid=True)),
+    Column("amount", BigInteger),
+)
 
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 

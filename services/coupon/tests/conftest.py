@@ -22,11 +22,26 @@ CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
 @pytest.fixture(scope="session")
 async def settings() -> AsyncIterator[Settings]:
     async with temp_database("coupon") as url:
-        yield Settings(
+        settings = Settings(
             database_url=url,
             kafka_topic_prefix=unique("t.coupon.") + ".",
             redis_key_prefix=unique("t-coupon-"),
         )
+        try:
+            yield settings
+        finally:
+            await _forget_gates(settings)
+
+
+async def _forget_gates(settings: Settings) -> None:
+    """Drops this run's keys from the shared Redis (only ours: never a FLUSHDB)."""
+    gate = IssuanceGate.connect(settings)
+    try:
+        keys = [k async for k in gate.redis.scan_iter(match=f"{settings.redis_key_prefix}:*")]
+        for start in range(0, len(keys), 1_000):
+            await gate.redis.delete(*keys[start : start + 1_000])
+    finally:
+        await gate.close()
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +79,10 @@ def admin(token: Headers) -> dict[str, str]:
 
 @pytest.fixture
 async def gate(settings: Settings) -> AsyncIterator[IssuanceGate]:
-    """The test's own view of the service's Redis gate (the same keys)."""
-    gate = IssuanceGate.connect(settings)
+    """The test's own view of the service's Redis gate (the same keys), patient enough to be
+    used in the middle of a rush that keeps this process's event loop busy."""
+    gate = IssuanceGate.connect(settings.model_copy(update={"redis_timeout_s": 10.0}))
+    await gate.warm_up(4)
     try:
         yield gate
     finally:
@@ -128,6 +145,13 @@ class Rush:
         self.targets = [urlsplit(u) for u in base_urls]
         self.connections = connections
         self.answered = 0
+        self._milestones: list[tuple[int, asyncio.Event]] = []
+
+    def milestone(self, answered: int) -> asyncio.Event:
+        """An event set once `answered` replies have come in."""
+        event = asyncio.Event()
+        self._milestones.append((answered, event))
+        return event
 
     async def post_all(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Answer]:
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -144,6 +168,9 @@ class Rush:
                     path, body = calls[i]
                     answers[i] = await self._post(reader, writer, target.netloc, path, body)
                     self.answered += 1
+                    for answered, event in self._milestones:
+                        if self.answered >= answered:
+                            event.set()
             finally:
                 writer.close()
 

@@ -13,6 +13,12 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_statement_timeout_ms: int = 10_000
+    db_pool_pre_ping: bool = Field(
+        default=False,
+        description="Ping each connection on checkout (3 extra round trips with asyncpg). Off: "
+        "connections are recycled every db_pool_recycle_s and failed work is retried instead.",
+    )
+    db_pool_recycle_s: int = 1_800
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000

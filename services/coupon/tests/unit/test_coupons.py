@@ -11,7 +11,6 @@ from coupon.domain.coupons import (
     DiscountType,
     HeldCoupon,
     discount_value_problem,
-    expiry,
     price,
     status_of,
     subtotal_of,
@@ -113,10 +112,6 @@ def test_subtotal_is_quantity_times_unit_price_summed() -> None:
 )
 def test_discount_value_ranges(discount_type: DiscountType, value: int, valid: bool) -> None:
     assert (discount_value_problem(discount_type, value) is None) is valid
-
-
-def test_expiry_is_valid_days_after_issuance() -> None:
-    assert expiry(NOW, 30) == datetime(2026, 12, 25, 12, 0, tzinfo=UTC)
 
 
 def test_unused_coupon_is_available_until_it_expires() -> None:
