@@ -19,9 +19,11 @@ class Settings(ServiceSettings):
         "the coupon id in braces is the Redis Cluster hash tag.",
     )
     redis_max_connections: int = Field(
-        default=64,
-        description="Pool size. A script takes Redis well under a millisecond: a few dozen "
-        "connections carry a rush, and fewer new connections open at its start.",
+        default=512,
+        description="Pool size: every request in flight may be running a script at once.",
+    )
+    redis_warm_connections: int = Field(
+        default=512, description="Connections opened at start-up, ready for a rush."
     )
     redis_pool_timeout_s: float = Field(
         default=5.0,

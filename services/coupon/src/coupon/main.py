@@ -12,7 +12,10 @@ from coupon.config import Settings
 from coupon.service.handlers import CONSUMERS
 from shopkit.api import create_app as create_service_app
 from shopkit.api import serve
+from shopkit.logging import get_logger
 from shopkit.runtime import Runtime
+
+log = get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -39,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             async with runtime_lifespan(app):
+                opened = await gate.warm_up(settings.redis_warm_connections)
+                log.info("redis_pool_warmed", connections=opened)
                 yield
         finally:
             await gate.close()

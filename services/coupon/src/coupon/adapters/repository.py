@@ -91,14 +91,12 @@ class CouponRepository:
 
     # --- issuance -----------------------------------------------------------------------
 
-    async def valid_days(self, coupon_id: int) -> int | None:
-        return await self.session.scalar(select(Coupon.valid_days).where(Coupon.id == coupon_id))
-
     async def take_copy(
-        self, coupon_id: int, user_id: int, issued_at: datetime, expires_at: datetime
+        self, coupon_id: int, user_id: int, issued_at: datetime
     ) -> UserCoupon | Refusal:
-        """In one statement: count one more copy issued if any is left, and give it to the user
-        unless they hold one already (the unique violation undoes the count with it).
+        """In one statement: count one more copy issued if any is left, and give it to the user,
+        valid for the coupon's valid_days, unless they hold one already (the unique violation
+        then undoes the count with it).
 
         Under autocommit, one statement is one transaction, and that matters in a rush: the
         coupon's row is locked from the conditional UPDATE to the commit, and every issuance of
@@ -108,14 +106,15 @@ class CouponRepository:
             update(Coupon)
             .where(Coupon.id == coupon_id, Coupon.issued_quantity < Coupon.total_quantity)
             .values(issued_quantity=Coupon.issued_quantity + 1)
-            .returning(Coupon.id)
+            .returning(Coupon.id, Coupon.valid_days)
             .cte("taken")
         )
+        issued = literal(issued_at, DateTime(timezone=True))
         copy = select(
             taken.c.id,
             literal(user_id, BigInteger),
-            literal(issued_at, DateTime(timezone=True)),
-            literal(expires_at, DateTime(timezone=True)),
+            issued,
+            issued + func.make_interval(0, 0, 0, taken.c.valid_days),
         )
         stmt = (
             insert(UserCoupon)

@@ -1,10 +1,11 @@
 """Coupons take integer won off an order. A coupon has a fixed number of copies; a user holds at
-most one copy of each, valid for `valid_days` from its issuance. A user coupon pays for at most
+most one copy of each, valid for `valid_days` from its issuance (the database computes the expiry
+as it issues the copy, in the same statement). A user coupon pays for at most
 one order and comes back when that order fails."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 from uuid import UUID
@@ -57,10 +58,6 @@ class CouponTerms:
         else:
             discount = subtotal * self.discount_value // 100
         return min(discount, subtotal)
-
-
-def expiry(issued_at: datetime, valid_days: int) -> datetime:
-    return issued_at + timedelta(days=valid_days)
 
 
 def status_of(used_order_id: UUID | None, expires_at: datetime, now: datetime) -> CouponStatus:

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from coupon.adapters.gate import Admission, GateUnavailable, Install, IssuanceGate
 from coupon.adapters.repository import CouponRepository, Refusal
 from coupon.adapters.tables import UserCoupon
-from coupon.domain.coupons import expiry
 from coupon.domain.errors import (
     CouponAlreadyIssued,
     CouponNotFound,
@@ -74,8 +73,8 @@ async def issue(
     except CouponAlreadyIssued:
         ISSUE_OUTCOMES.labels("already_issued").inc()
         raise  # the database says they hold it: their place in the gate is right
-    except (CouponSoldOut, CouponNotFound) as exc:
-        ISSUE_OUTCOMES.labels("sold_out" if isinstance(exc, CouponSoldOut) else "not_found").inc()
+    except CouponSoldOut:
+        ISSUE_OUTCOMES.labels("sold_out").inc()
         await _take_back(gate, coupon_id, user_id)
         raise
     except (DBAPIError, PoolTimeout) as exc:
@@ -110,10 +109,7 @@ async def _record(
     now: datetime,
 ) -> UserCoupon:
     async with sessions() as session, CouponRepository.autocommitting(session) as repo:
-        valid_days = await repo.valid_days(coupon_id)
-        if valid_days is None:
-            raise CouponNotFound(coupon_id)
-        outcome = await repo.take_copy(coupon_id, user_id, now, expiry(now, valid_days))
+        outcome = await repo.take_copy(coupon_id, user_id, now)
     if outcome is Refusal.ALREADY_HELD:
         raise CouponAlreadyIssued(coupon_id, user_id)
     if outcome is Refusal.SOLD_OUT:
