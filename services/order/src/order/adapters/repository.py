@@ -82,24 +82,37 @@ class OrderRepository:
         return found[0] if found else None
 
     async def get_for_update(self, order_id: UUID) -> Order | None:
-        """The order with its row locked until the transaction ends (saga steps serialize here)."""
-        found = await self._load(
-            _select_orders.where(_orders.c.order_id == order_id).with_for_update(of=_orders)
+        """The order with its row locked until the transaction ends (saga steps serialize here).
+
+        Lock first, read second: a statement that waits for a row lock re-reads only the locked
+        row when the lock is granted, not its subqueries, so one `SELECT … FOR UPDATE` with the
+        lines aggregated would see the lines as they were before the previous step committed."""
+        locked = await self.session.scalar(
+            select(_orders.c.order_id).where(_orders.c.order_id == order_id).with_for_update()
         )
-        return found[0] if found else None
+        if locked is None:
+            return None
+        return await self.get(order_id)
 
     async def lock_overdue(self, now: datetime, limit: int) -> list[Order]:
         """Up to `limit` PENDING orders past their deadline, locked; rows another transaction
         holds are skipped, so N sweepers share the work."""
-        return await self._load(
-            _select_orders.where(
-                _orders.c.status == OrderStatus.PENDING.value,
-                _orders.c.deadline_at <= now,
+        locked = (
+            await self.session.scalars(
+                select(_orders.c.order_id)
+                .where(
+                    _orders.c.status == OrderStatus.PENDING.value,
+                    _orders.c.deadline_at <= now,
+                )
+                .order_by(_orders.c.deadline_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
-            .order_by(_orders.c.deadline_at)
-            .limit(limit)
-            .with_for_update(of=_orders, skip_locked=True)
-        )
+        ).all()
+        if not locked:
+            return []
+        # re-read after locking (see get_for_update); a step may have ended one meanwhile
+        return await self._load(_select_orders.where(_orders.c.order_id.in_(locked)))
 
     async def of_user(self, user_id: int, limit: int) -> list[Order]:
         """Newest first."""
