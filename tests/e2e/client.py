@@ -121,7 +121,7 @@ class Shop:
                 return order
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"order {order_id} still {order['status']}")
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(1.0)  # gentle: a thousand pollers must not starve the saga
 
     async def order_and_wait(
         self, user_id: int, items: list[tuple[int, int]], user_coupon_id: int | None = None
