@@ -12,8 +12,9 @@ import pytest
 
 from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
-from coupon.main import create_app
+from coupon.main import build_runtime, create_app
 from shopkit.auth import mint
+from shopkit.runtime import Runtime
 from shopkit.testing import asyncpg_dsn, running_server, temp_database, unique
 
 CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
@@ -97,6 +98,16 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The service's database sessions, without its HTTP shell or workers."""
+    runtime = build_runtime(settings.model_copy(update={"run_workers": False}))
+    try:
+        yield runtime
+    finally:
+        await runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -11,7 +11,6 @@ import pytest
 
 from coupon.adapters.gate import Admission, Install, IssuanceGate
 from coupon.config import Settings
-from coupon.main import build_runtime
 from coupon.service.issuing import rebuild_gate
 from shopkit.runtime import Runtime
 
@@ -92,16 +91,6 @@ class CountingGate(IssuanceGate):
         outcome = await super().install(coupon_id, total, holders)
         self.installed.append(outcome)
         return outcome
-
-
-@pytest.fixture
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """The service's database sessions, without its HTTP shell or workers."""
-    runtime = build_runtime(settings.model_copy(update={"run_workers": False}))
-    try:
-        yield runtime
-    finally:
-        await runtime.engine.dispose()
 
 
 async def test_concurrent_rebuilds_load_the_database_once(

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime
-from typing import Annotated
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +15,7 @@ from coupon.api.schemas import (
     UserCouponsResponse,
 )
 from coupon.service import catalogue, issuing
+from shop_contracts import Problem
 from shopkit.api import IdPath, session
 from shopkit.auth import AdminClaims, Claims, authorize_user, optional_claims
 from shopkit.runtime import Runtime
@@ -37,12 +39,21 @@ async def _claims(request: Request) -> Claims | None:
     return optional_claims(request)
 
 
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json answers a route may give."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }
+
+
 Gate = Annotated[IssuanceGate, Depends(_gate)]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 Token = Annotated[Claims | None, Depends(_claims)]
 
 
-@router.post("/coupons", status_code=201, response_model=CouponResponse)
+@router.post(
+    "/coupons", status_code=201, response_model=CouponResponse, responses=_problems(401, 403, 422)
+)
 async def create_coupon(
     _: AdminClaims, body: CreateCouponRequest, db: Db, gate: Gate
 ) -> CouponResponse:
@@ -57,12 +68,17 @@ async def create_coupon(
     return CouponResponse.of(coupon)
 
 
-@router.get("/coupons/{coupon_id}", response_model=CouponResponse)
+@router.get("/coupons/{coupon_id}", response_model=CouponResponse, responses=_problems(404, 422))
 async def get_coupon(coupon_id: IdPath, db: Db) -> CouponResponse:
     return CouponResponse.of(await catalogue.coupon(db, coupon_id))
 
 
-@router.post("/coupons/{coupon_id}/issue", status_code=201, response_model=IssuedCouponResponse)
+@router.post(
+    "/coupons/{coupon_id}/issue",
+    status_code=201,
+    response_model=IssuedCouponResponse,
+    responses=_problems(401, 403, 404, 409, 422, 503),
+)
 async def issue_coupon(
     request: Request,
     coupon_id: IdPath,
@@ -76,7 +92,11 @@ async def issue_coupon(
     return IssuedCouponResponse.of(user_coupon)
 
 
-@router.get("/users/{user_id}/coupons", response_model=UserCouponsResponse)
+@router.get(
+    "/users/{user_id}/coupons",
+    response_model=UserCouponsResponse,
+    responses=_problems(401, 403, 422),
+)
 async def user_coupons(
     request: Request,
     user_id: IdPath,

@@ -2,10 +2,11 @@
 
 1. The gate's Lua script answers ALREADY_ISSUED or SOLD_OUT on its own — most of a rush ends
    there and never touches the database — or admits the user.
-2. An admitted user's copy is written in one transaction: a conditional `UPDATE … issued_quantity
-   < total_quantity` and an insert under `UNIQUE(coupon_id, user_id)`. The database is the truth:
-   whatever the gate said, it never issues more than the total or twice to one user.
-3. If that transaction fails, the admission is taken back, so the user can retry.
+2. An admitted user's copy is written by one statement, its own transaction: a conditional
+   `UPDATE … issued_quantity < total_quantity` and an insert under `UNIQUE(coupon_id, user_id)`.
+   The database is the truth: whatever the gate said, it never issues more than the total or
+   twice to one user.
+3. If that write fails, the admission is taken back, so the user can retry.
 
 A gate that Redis lost (flush, restart, eviction) refuses to admit anyone until it is rebuilt
 from the database. Rebuilds of a coupon take turns under its advisory lock and install the gate
