@@ -164,7 +164,7 @@ async def test_orders_naming_one_coupon_at_the_same_moment_get_it_once(
     )
 
     async def available() -> bool:
-        return (await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE"
+        return bool((await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE")
 
     await eventually(available)
     (again,) = (await priced(settings, stock_reserved(user_id, user_coupon_id))).values()
@@ -205,10 +205,10 @@ async def test_a_failed_order_gives_its_coupon_back_once(
     failed = Envelope.wrap(order_failed(first), producer="order")
     await publish_envelope(settings.topic(topics.ORDER_EVENTS), failed, failed)
 
-    async def status() -> str:
-        return str((await held(client, user_id, user_coupon_id))["status"])
+    async def available() -> bool:
+        return bool((await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE")
 
-    await eventually(lambda: _is(status, "AVAILABLE"))
+    await eventually(available)
     second = stock_reserved(user_id, user_coupon_id)
     (answer,) = (await priced(settings, second)).values()
     assert answer.event_type == "OrderPriced"
@@ -219,10 +219,6 @@ async def test_a_failed_order_gives_its_coupon_back_once(
     await eventually(lambda: db.fetchval(handled, late.event_id))
     item = await held(client, user_id, user_coupon_id)
     assert (item["status"], item["used_order_id"]) == ("USED", str(second.order_id))
-
-
-async def _is(probe: Callable[[], Any], expected: str) -> bool:
-    return bool(await probe() == expected)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, Self
 from uuid import uuid4
 
 from redis import exceptions as redis_errors
@@ -160,7 +160,7 @@ class IssuanceGate:
         self._rebuilds = _KeyedLocks()
 
     @classmethod
-    def connect(cls, settings: Settings) -> "IssuanceGate":
+    def connect(cls, settings: Settings) -> Self:
         """A pooled client that fails fast: short socket timeouts and no retries (a retried
         admission could admit a user and then answer them ALREADY_ISSUED). RESP2 keeps the
         handshake of a new connection to one round trip, which matters when a rush opens the
