@@ -34,12 +34,12 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def optional_claims(request: Request) -> Claims | None:
+async def optional_claims(request: Request) -> Claims | None:
     token = _bearer(request)
     return None if token is None else decode(token, request.app.state.settings.jwt_secret)
 
 
-def require_admin(claims: Annotated[Claims | None, Depends(optional_claims)]) -> Claims:
+async def require_admin(claims: Annotated[Claims | None, Depends(optional_claims)]) -> Claims:
     if claims is None:
         raise Unauthenticated()
     if claims.role != "admin":

@@ -17,7 +17,7 @@ from coupon.api.schemas import (
 from coupon.service import catalogue, issuing
 from shop_contracts import Problem
 from shopkit.api import IdPath, session
-from shopkit.auth import AdminClaims, Claims, authorize_user, optional_claims
+from shopkit.auth import AdminClaims, OptionalClaims, authorize_user
 from shopkit.runtime import Runtime
 
 router = APIRouter(tags=["coupons"])
@@ -35,10 +35,6 @@ async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     return runtime.sessions
 
 
-async def _claims(request: Request) -> Claims | None:
-    return optional_claims(request)
-
-
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem+json answers a route may give."""
     return {
@@ -48,7 +44,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 Gate = Annotated[IssuanceGate, Depends(_gate)]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
-Token = Annotated[Claims | None, Depends(_claims)]
+Token = OptionalClaims
 
 
 @router.post(
