@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType, topics
 from shopkit.db import ProcessedEvent
+from shopkit.kafka import make_consumer
 from shopkit.logging import bound, get_logger
 from shopkit.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
 from shopkit.settings import ServiceSettings
@@ -44,27 +45,13 @@ class EventConsumer:
         self.sessions = sessions
         self.producer = producer
         self.group_id = group_id
-        self.topics = [settings.topic(t) for t in topics]
+        self.topics = topics
         self.handlers = {cls.__name__: handler for cls, handler in handlers.items()}
-
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=f"{self.settings.kafka_topic_prefix}{self.group_id}",
-            client_id=f"{self.settings.service_name}-{self.group_id}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_interval_ms=300_000,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
-        )
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
-            consumer = self._new_consumer()
+            consumer = make_consumer(self.settings, self.group_id, *self.topics)
             try:
                 await consumer.start()
                 log.info("consumer_started", consumer=self.group_id, topics=self.topics)

@@ -1,6 +1,6 @@
 """Kafka plumbing shared by every service: an idempotent producer and topic creation."""
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shopkit.logging import get_logger
@@ -18,6 +18,23 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=5,
         request_timeout_ms=15_000,
+    )
+
+
+def make_consumer(settings: ServiceSettings, group_id: str, *topics: str) -> AIOKafkaConsumer:
+    """A group member that commits by hand (after the DB commit) and reads only committed
+    messages; the group id carries the topic prefix so environments never share offsets."""
+    return AIOKafkaConsumer(
+        *(settings.topic(t) for t in topics),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.kafka_topic_prefix}{group_id}",
+        client_id=f"{settings.service_name}-{group_id}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_interval_ms=300_000,
+        session_timeout_ms=30_000,
+        heartbeat_interval_ms=3_000,
     )
 
 

@@ -35,6 +35,7 @@ from order.relay.deliveries import Deliveries, Outcome
 from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
+from shopkit.kafka import make_consumer
 from shopkit.logging import bound, get_logger
 
 log = get_logger(__name__)
@@ -71,25 +72,12 @@ class DataPlatformRelay:
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed: dict[TopicPartition, int] = {}
 
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=f"{self.settings.kafka_topic_prefix}{self.settings.consumer_group}",
-            client_id=f"{self.settings.service_name}-{self.settings.consumer_group}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_interval_ms=300_000,
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
-        )
-
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; reconnects with backoff when anything below fails."""
         backoff = 1.0
         next_prune = 0.0
         while not stop.is_set():
-            consumer = self._consumer = self._new_consumer()
+            consumer = self._consumer = make_consumer(self.settings, self.settings.consumer_group)
             consumer.subscribe(
                 [self.settings.topic(topics.ORDER_EVENTS)], listener=_Revocations(self)
             )
