@@ -12,7 +12,7 @@ help: ## list the targets
 
 deps: ## install the Python workspace from the lock file
 	@command -v $(UV) >/dev/null || pip install -q uv==0.13.8
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --quiet
 
 stack: ## start Kafka, PostgreSQL and Redis (idempotent; skips what points elsewhere); install nginx
 	$(STACK) up
@@ -46,7 +46,7 @@ contracts-check: deps ## fail when the committed contracts differ or a change is
 	$(UV) run python -m shop_contracts.export --check
 
 token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
-	@$(UV) run python -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
+	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
 
 bench: deps stack ## benchmarks: throughput and latency percentiles, report with charts
 	$(UV) run python -m benchmarks

@@ -26,7 +26,7 @@ alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null
 wait_ready() {
   local name=$1 url=$2 deadline=$((SECONDS + 90))
   [[ "$url" == "-" ]] && return 0
-  until curl -fsS -o /dev/null "$url"; do
+  until curl -fs -o /dev/null "$url" 2>/dev/null; do
     if ! alive "$name"; then log "$name exited; last lines of $LOGS/$name.log:"; tail -n 30 "$LOGS/$name.log"; return 1; fi
     if (( SECONDS > deadline )); then log "$name not ready after 90s (see $LOGS/$name.log)"; return 1; fi
     sleep 0.3
