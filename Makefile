@@ -49,7 +49,7 @@ token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
 	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
 
 bench: deps stack ## benchmarks: throughput and latency percentiles, report with charts
-	$(UV) run python -m benchmarks
+	$(UV) run python -W ignore::UserWarning -m benchmarks
 
 ranking-snapshot: deps ## run the daily ranking job now (optionally AS_OF=2026-03-10T00:01+09:00)
 	$(UV) run python -m ranking.snapshot $(if $(AS_OF),--as-of $(AS_OF))

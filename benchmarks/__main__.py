@@ -65,7 +65,7 @@ async def main() -> None:
         "when": stamp,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "client": "httpx asyncio, same machine",
+        "client": "raw asyncio HTTP/1.1 (rush), httpx (others), same machine",
     }
     report = write_report(results, REPORTS / stamp, context)
     print(f"\nreport: {report}")
