@@ -5,13 +5,11 @@ PostgreSQL advisory lock, so N replicas starting together migrate once."""
 import asyncio
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-
-from shopkit.db import Base
 
 _MIGRATION_LOCK = 7_202_611_250  # arbitrary, the same in every service
 
@@ -28,10 +26,55 @@ async def upgrade(script_location: Path, database_url: str) -> None:
     await asyncio.to_thread(command.upgrade, config, "head")
 
 
-def create_runtime_tables(connection: Connection) -> None:
+# The runtime's tables as first released, frozen: a later change gets its own function and
+# each service a new revision that calls it, never an edit here.
+RUNTIME_TABLES_V1 = [
+    """
+CREATE TABLE outbox (
+    id BIGSERIAL NOT NULL,
+    event_id UUID NOT NULL,
+    topic VARCHAR(200) NOT NULL,
+    key VARCHAR(200) NOT NULL,
+    event_type VARCHAR(100) NOT NULL,
+    envelope JSONB NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    sent_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT pk_outbox PRIMARY KEY (id),
+    CONSTRAINT uq_outbox_event_id UNIQUE (event_id)
+)
+""",
+    """
+CREATE INDEX ix_outbox_sent_at ON outbox (sent_at)
+""",
+    """
+CREATE TABLE processed_events (
+    consumer VARCHAR(200) NOT NULL,
+    event_id UUID NOT NULL,
+    processed_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_processed_events PRIMARY KEY (consumer, event_id)
+)
+""",
+    """
+CREATE TABLE idempotency_keys (
+    scope VARCHAR(200) NOT NULL,
+    key VARCHAR(255) NOT NULL,
+    request_hash VARCHAR(64) NOT NULL,
+    status_code INTEGER NOT NULL,
+    response JSONB NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_idempotency_keys PRIMARY KEY (scope, key)
+)
+""",
+    """
+CREATE INDEX ix_idempotency_keys_created_at ON idempotency_keys (created_at)
+""",
+]
+
+
+def create_runtime_tables_v1() -> None:
     """Called by each service's first revision: outbox, processed_events, idempotency_keys."""
-    for name in ("outbox", "processed_events", "idempotency_keys"):
-        Base.metadata.tables[name].create(connection, checkfirst=True)
+    for statement in RUNTIME_TABLES_V1:
+        op.execute(statement)
 
 
 def _run(connection: Connection) -> None:
