@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
@@ -145,3 +146,28 @@ async def test_unparseable_message_is_dead_lettered(
         await eventually(lambda: effect_count(sessions, marker))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
     assert dead.value == b"{not json"
+
+
+async def test_a_database_outage_is_waited_out_not_dead_lettered(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = uuid.uuid4()
+    failures = 0
+
+    async def flaky(session: AsyncSession, payment: PaymentCompleted, envelope: Envelope) -> None:
+        nonlocal failures
+        if failures < settings.consumer_max_retries + 3:  # longer than the retries last
+            failures += 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
+        await record_effect(session, payment, envelope)
+
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, flaky),
+    ):
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
+        late = await dead_letters.getmany(timeout_ms=500)
+    assert failures == settings.consumer_max_retries + 3
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1

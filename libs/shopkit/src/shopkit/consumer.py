@@ -15,6 +15,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType, topics
@@ -28,6 +30,13 @@ log = get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 """A saga step: `handler(session, event, envelope)`, run inside the consumer's transaction."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure rather than of the event: retried until they pass."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError | TimeoutError)
 
 
 class EventConsumer:
@@ -126,6 +135,11 @@ class EventConsumer:
                 EVENTS_CONSUMED.labels(self.group_id, envelope.event_type, outcome).inc()
                 return
             except Exception as exc:
+                if attempt == attempts and is_transient(exc):
+                    # the database (or the network) is down, not the message: restart from the
+                    # committed offset later instead of dead-lettering a good event
+                    log.warning("handler_waiting_for_infrastructure", error=repr(exc))
+                    raise
                 if attempt == attempts:
                     log.exception("handler_gave_up", attempts=attempts)
                     await self._dead_letter(message, f"{type(exc).__name__}: {exc}")

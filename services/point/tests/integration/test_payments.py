@@ -110,3 +110,19 @@ async def test_order_failed_before_pricing_is_never_paid(
         await db.close()
     assert status == "CANCELLED"
     assert (await client.get(f"/points/{user_id}")).json()["balance"] == 5_000
+
+
+async def test_an_order_costing_nothing_is_paid_by_a_user_never_charged(
+    client: httpx.AsyncClient, settings: Settings, user_id: int
+) -> None:
+    free = OrderPriced(
+        order_id=uuid.uuid4(), user_id=user_id, subtotal=5_000, discount=5_000, total=0
+    )
+    async with topic_reader(settings.topic(topics.PAYMENT_EVENTS)) as reader:
+        await publish(settings.topic(topics.COUPON_EVENTS), free)
+        records = await collect(reader, lambda seen: bool(payment_events(seen, {free.order_id})))
+    [outcome] = payment_events(records, {free.order_id})
+    assert outcome.event_type == "PaymentCompleted"
+    assert outcome.payload["amount"] == 0
+    assert (await client.get(f"/points/{user_id}")).json()["balance"] == 0
+    assert (await client.get(f"/points/{user_id}/history")).json()["items"] == []

@@ -49,6 +49,8 @@ class PointRepository:
 
     async def debit_if_covered(self, user_id: int, amount: int) -> int | None:
         """Takes `amount` if the balance covers it; the new balance or None."""
+        if amount == 0:  # nothing owed (e.g. a 100% coupon): even a user never charged can pay
+            return await self.balance(user_id)
         stmt = (
             update(Balance)
             .where(Balance.user_id == user_id, Balance.balance >= amount)
