@@ -77,6 +77,12 @@ def create_runtime_tables_v1() -> None:
         op.execute(statement)
 
 
+def drop_runtime_tables_v1() -> None:
+    """The downgrade of create_runtime_tables_v1, for each service's first revision."""
+    for name in ("idempotency_keys", "processed_events", "outbox"):
+        op.drop_table(name)
+
+
 def _run(connection: Connection) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=False)

@@ -5,7 +5,7 @@ Revision ID: 0001
 
 from alembic import op
 
-from shopkit.migrations import create_runtime_tables_v1
+from shopkit.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
 
 revision = "0001"
 down_revision = None
@@ -72,5 +72,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("order_lines", "orders", "idempotency_keys", "processed_events", "outbox"):
+    for name in ("order_lines", "orders"):
         op.drop_table(name)
+    drop_runtime_tables_v1()
