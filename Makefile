@@ -48,7 +48,8 @@ contracts-check: deps ## fail when the committed contracts differ or a change is
 token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
 	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
 
-bench: deps stack ## benchmarks: throughput and latency percentiles, report with charts
+bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report with charts (BENCH_* vars)
+	@command -v wrk >/dev/null || $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk
 	$(UV) run python -W ignore::UserWarning -m benchmarks
 
 ranking-snapshot: deps ## run the daily ranking job now (optionally AS_OF=2026-03-10T00:01+09:00)

@@ -1,75 +1,114 @@
-"""`make bench`: starts the services as processes (throwaway databases, own topic prefix), runs
-the scenarios, prints throughput and latency percentiles and writes a report with charts to
-benchmarks/reports/<time>/. Sizes can be changed with BENCH_* environment variables."""
+"""`make bench`: starts the services as processes (throwaway databases, own topic prefix) and a
+bare reference app, drives HTTP with wrk (a compiled load generator; Python only sets up and
+checks), and prints one line per scenario:
+
+    bench <scenario>: <rate>/s p50=<ms> p99=<ms> ratio=<x|-> ok|FAILED
+
+then writes results.json, report.md and PNG charts to benchmarks/reports/<UTC time>/. Exits
+non-zero when an invariant check failed. Sizes and durations: BENCH_* variables (config.py);
+BENCH_ONLY=coupon-soldout,orders runs only those scenarios (and the references they need)."""
 
 import asyncio
 import os
 import platform
+import sys
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
-import redis.asyncio as redis
+import asyncpg
 
-from benchmarks import scenarios
-from benchmarks.stats import Result, print_table, write_report
-from shopkit.auth import mint
-from shopkit.testing import unique
-from tests.e2e.harness import start_system
+from benchmarks import orders, system, wrk
+from benchmarks.checks import Check, Databases
+from benchmarks.config import REFERENCE_OF, Config
+from benchmarks.measure import Connections, Groups, Meter
+from benchmarks.scenarios import Bench, log
+from benchmarks.stats import Outcome, write_report
+from shopkit.testing import ADMIN_DSN
 
 REPORTS = Path(__file__).parent / "reports"
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
 
 
-def size(name: str, default: int) -> int:
-    return int(os.environ.get(f"BENCH_{name}", default))
-
-
-async def main() -> None:
-    client = redis.from_url(REDIS_URL)
-    await client.flushdb()
-    await client.aclose()
-    env = {"REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING", "ORDER_SAGA_TIMEOUT_S": "120"}
-    admin = {
-        "Authorization": f"Bearer {mint(os.environ.get('JWT_SECRET', 'local-dev-secret'), '0', 'admin')}"
+def scenario_runners(bench: Bench) -> dict[str, Callable[[], Awaitable[Outcome]]]:
+    return {
+        "coupon-soldout": bench.coupon_soldout,
+        "coupon-winner": bench.coupon_winner,
+        "coupon-rush": bench.coupon_rush,
+        "charge-distinct": lambda: bench.charge(hot=False),
+        "charge-hot": lambda: bench.charge(hot=True),
+        "product-read": bench.product_read,
+        "top5-read": bench.top5_read,
+        "orders": lambda: orders.stepped(bench),
+        "orders-hold": lambda: orders.hold(bench),
+        "idle": bench.idle,
     }
-    results: list[Result] = []
-    async with AsyncExitStack() as stack:
-        system = await start_system(stack, unique("bench.") + ".", env)
-        urls = {name: system.url(name) for name in system.services}
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-            concurrency = size("CONCURRENCY", 200)
-            results.append(
-                await scenarios.coupon_rush(
-                    http,
-                    urls["coupon"],
-                    admin,
-                    size("RUSH_REQUESTS", 10_000),
-                    size("RUSH_QUANTITY", 1_000),
-                    concurrency,
-                )
-            )
-            results.append(
-                await scenarios.point_charges(
-                    http, urls["point"], size("CHARGES", 2_000), concurrency
-                )
-            )
-            results.append(
-                await scenarios.order_saga(http, urls, admin, size("ORDERS", 1_000), concurrency)
-            )
-    print_table(results)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    context = {
-        "when": stamp,
+
+
+def machine(config: Config) -> dict[str, Any]:
+    return {
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cpus": os.cpu_count(),
+        "load_avg": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "python": platform.python_version(),
-        "client": "raw asyncio HTTP/1.1 (rush), httpx (others), same machine",
+        "wrk": wrk.version(),
+        "wrk_settings": f"{config.threads} threads, {config.connections} keep-alive connections, "
+        f"{config.duration_s:g} s per figure, timeout {config.timeout_s:g} s",
+        "service_processes": f"{system.PROCESSES_PER_SERVICE} per service",
+        "scenarios": ", ".join(config.only),
     }
-    report = write_report(results, REPORTS / stamp, context)
-    print(f"\nreport: {report}")
+
+
+async def run(config: Config, context: dict[str, Any]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    async with AsyncExitStack() as stack:
+        log("starting the services, the ranking API and the reference app")
+        shop = await system.start(stack, config.redis_url)
+        context["notes"] = "; ".join(shop.notes)
+        admin = await asyncpg.connect(ADMIN_DSN)
+        stack.push_async_callback(admin.close)
+        dbs = await Databases.open(shop.dsns, ("point", "coupon", "order", "reference"))
+        stack.push_async_callback(dbs.close)
+        groups = Groups(trees={name: [pid] for name, pid in shop.pids.items()})
+        groups.add_infrastructure()
+        groups.alone["bench (python)"] = os.getpid()
+        meter = Meter(groups, Connections(admin, shop.databases))
+        bench = Bench(config, shop, meter, dbs)
+        runners = scenario_runners(bench)
+        for name in config.only:
+            route = REFERENCE_OF.get(name)
+            if route and route not in bench.references:
+                reference = await bench.reference(route)
+                outcomes.append(reference)
+                print(reference.line(), flush=True)
+            log(f"scenario {name}")
+            try:
+                outcome = await runners[name]()
+            except Exception as exc:  # one broken scenario must not hide the others
+                log(f"scenario {name} raised {exc!r}")
+                outcome = Outcome(name, "scenario", None, None, None, notes=f"raised {exc!r}")
+                outcome.checks.append(Check("ran", False, repr(exc)))
+            outcomes.append(outcome)
+            print(outcome.line(), flush=True)
+        log("stopping")
+    return outcomes
+
+
+def main() -> int:
+    config = Config()
+    context = machine(config)
+    print(
+        f"machine: cpus={context['cpus']} python={context['python']} wrk={context['wrk']} "
+        f"load={context['load_avg']} ({context['wrk_settings']})",
+        flush=True,
+    )
+    outcomes = asyncio.run(run(config, context))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = write_report(outcomes, REPORTS / stamp, context)
+    print(f"report: {report}", flush=True)
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

@@ -1,0 +1,1 @@
+-- GET of the URL given to wrk: a static request (no build), statuses still counted.

@@ -1,0 +1,191 @@
+"""The system under test: the services as processes (tests/e2e/harness.py: throwaway databases,
+an own topic prefix), the ranking API, the bare reference app, and the admin calls that set
+up each scenario. Only the services' HTTP API and a few of their tables are used."""
+
+import asyncio
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import redis.asyncio as redis
+
+from shopkit.auth import mint
+from shopkit.testing import asyncpg_dsn, free_port, temp_database, unique
+from tests.e2e.harness import ServiceProcess, start_system
+
+ROOT = Path(__file__).resolve().parents[1]
+PROCESSES_PER_SERVICE = 1
+"""Scale-out hook: how many API processes each service runs. The harness starts one per
+service; running N means N ServiceProcess per service on N ports behind one address (the
+gateway, or wrk's Lua picking a port), and adding every pid to the CPU groups below."""
+
+SERVICE_ENV = {"LOG_LEVEL": "WARNING", "ORDER_SAGA_TIMEOUT_S": "120"}
+
+
+@dataclass
+class Shop:
+    urls: dict[str, str]
+    """service name (and "reference") → base URL"""
+    pids: dict[str, int]
+    """process name → pid, for the CPU figures"""
+    databases: dict[str, str]
+    """service name (and "reference") → database name"""
+    dsns: dict[str, str]
+    """service name (and "reference") → asyncpg DSN"""
+    http: httpx.AsyncClient
+    admin: dict[str, str]
+    """Authorization header of an admin token (admin may act for every user)"""
+    notes: list[str]
+
+    async def post(self, service: str, path: str, body: Any, expect: int = 201) -> Any:
+        response = await self.http.post(
+            f"{self.urls[service]}{path}", json=body, headers=self.admin
+        )
+        if response.status_code != expect:
+            raise RuntimeError(
+                f"POST {service}{path} → {response.status_code} {response.text[:300]}"
+            )
+        return response.json()
+
+    async def get(self, service: str, path: str) -> Any:
+        response = await self.http.get(f"{self.urls[service]}{path}", headers=self.admin)
+        response.raise_for_status()
+        return response.json()
+
+    async def create_coupon(self, total: int) -> int:
+        coupon = await self.post(
+            "coupon",
+            "/coupons",
+            {
+                "name": f"bench {total}",
+                "discount_type": "FIXED",
+                "discount_value": 100,
+                "total_quantity": total,
+                "valid_days": 30,
+                "min_order_amount": 0,
+            },
+        )
+        return int(coupon["id"])
+
+    async def create_product(self, price: int, stock: int) -> int:
+        product = await self.post(
+            "product", "/products", {"name": "bench product", "price": price, "stock": stock}
+        )
+        return int(product["id"])
+
+
+def admin_header() -> dict[str, str]:
+    secret = os.environ.get("JWT_SECRET", "local-dev-secret")
+    return {"Authorization": f"Bearer {mint(secret, '0', 'admin', ttl_s=24 * 3600)}"}
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
+    """Everything up and ready; torn down (databases dropped, Redis keys deleted) by `stack`."""
+    run = unique("bench")
+    coupon_prefix, reference_prefix = f"{run}-coupon", f"{run}-ref"
+    stack.push_async_callback(_forget_redis_keys, redis_url, (coupon_prefix, reference_prefix))
+    env = {**SERVICE_ENV, "REDIS_URL": redis_url, "COUPON_REDIS_KEY_PREFIX": coupon_prefix}
+    system = await start_system(stack, f"{run}.", env)
+    urls = {name: s.url for name, s in system.services.items()}
+    sqlalchemy_urls = dict(system.database_urls)
+
+    ranking_url = await stack.enter_async_context(temp_database("bench_ranking"))
+    ranking = ServiceProcess(
+        name="ranking",
+        port=free_port(),
+        env={
+            "KAFKA_TOPIC_PREFIX": f"{run}.",
+            **SERVICE_ENV,
+            "RANKING_DATABASE_URL": ranking_url,
+            "RANKING_HTTP_PORT": "0",
+        },
+    )
+    ranking.env["RANKING_HTTP_PORT"] = str(ranking.port)
+    stack.push_async_callback(ranking.stop)
+    reference_url = await stack.enter_async_context(temp_database("bench_ref"))
+    reference = ServiceProcess(
+        name="reference",
+        module="benchmarks.reference",
+        port=free_port(),
+        env={
+            "BENCH_REF_DSN": asyncpg_dsn(reference_url),
+            "BENCH_REF_REDIS_URL": redis_url,
+            "BENCH_REF_PREFIX": reference_prefix,
+            "BENCH_REF_POOL": os.environ.get("BENCH_REF_POOL", "16"),
+        },
+    )
+    reference.env["BENCH_REF_PORT"] = str(reference.port)
+    reference.env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    stack.push_async_callback(reference.stop)
+    await asyncio.gather(ranking.start(), reference.start())
+
+    for name, process in (("ranking", ranking), ("reference", reference)):
+        urls[name] = process.url
+    sqlalchemy_urls["ranking"] = ranking_url
+    sqlalchemy_urls["reference"] = reference_url
+    pids = {
+        name: process.process.pid
+        for name, process in {**system.services, "ranking": ranking, "reference": reference}.items()
+        if process.process is not None
+    }
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
+    shop = Shop(
+        urls=urls,
+        pids=pids,
+        databases={name: database_name(url) for name, url in sqlalchemy_urls.items()},
+        dsns={name: asyncpg_dsn(url) for name, url in sqlalchemy_urls.items()},
+        http=http,
+        admin=admin_header(),
+        notes=[],
+    )
+    await seed_ranking(shop)
+    return shop
+
+
+async def seed_ranking(shop: Shop) -> None:
+    """Sales of 8 products over the last 3 completed days, then the daily job through the API,
+    so that top-5 reads serve a full snapshot. (The Faust worker is not needed: the API reads
+    the snapshot table.)"""
+    today = datetime.now(ZoneInfo("Asia/Seoul")).date()
+    rows = [
+        (today - timedelta(days=d), p, 0, 10 * p + d, f"product {p}", 1000 * p)
+        for d in (1, 2, 3)
+        for p in range(1, 9)
+    ]
+    try:
+        connection = await asyncpg.connect(shop.dsns["ranking"])
+        try:
+            await connection.executemany(
+                "INSERT INTO daily_sales (day, product_id, shard, quantity, name, price,"
+                " last_sold_at) VALUES ($1, $2, $3, $4, $5, $6, now())",
+                rows,
+            )
+        finally:
+            await connection.close()
+        snapshot = await shop.post("ranking", "/rankings/snapshot", {"as_of": None})
+        shop.notes.append(f"ranking snapshot seeded with {len(snapshot['items'])} items")
+    except (asyncpg.PostgresError, RuntimeError, OSError) as exc:
+        shop.notes.append(f"ranking snapshot not seeded ({exc}); top5-read serves an empty one")
+
+
+async def _forget_redis_keys(url: str, prefixes: tuple[str, ...]) -> None:
+    client = redis.from_url(url)
+    try:
+        for prefix in prefixes:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+            for i in range(0, len(keys), 1000):
+                await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
