@@ -16,6 +16,7 @@ from shopkit.consumer import EventConsumer
 from shopkit.kafka import ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
+from shopkit.uow import UnitOfWork
 
 effects = Table(  # created by conftest.py: where a handler's effect becomes visible
     "effects",
@@ -25,11 +26,11 @@ effects = Table(  # created by conftest.py: where a handler's effect becomes vis
     Column("amount", BigInteger),
 )
 
-Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
 
 
-async def record_effect(session: AsyncSession, event: PaymentCompleted, _: Envelope) -> None:
-    await session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
+async def record_effect(uow: UnitOfWork, event: PaymentCompleted, _: Envelope) -> None:
+    await uow.session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
 
 
 @asynccontextmanager
@@ -104,12 +105,12 @@ async def test_failing_handler_dead_letters_after_retries_and_the_partition_move
     order_id = uuid.uuid4()
     attempts = 0
 
-    async def handler(session: AsyncSession, payment: PaymentCompleted, envelope: Envelope) -> None:
+    async def handler(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
         nonlocal attempts
         if payment.amount == 13:
             attempts += 1
             raise ValueError("poison")
-        await record_effect(session, payment, envelope)
+        await record_effect(uow, payment, envelope)
 
     poison, healthy = (
         event(order_id, amount=13),
@@ -154,12 +155,12 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered(
     order_id = uuid.uuid4()
     failures = 0
 
-    async def flaky(session: AsyncSession, payment: PaymentCompleted, envelope: Envelope) -> None:
+    async def flaky(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
         nonlocal failures
         if failures < settings.consumer_max_retries + 3:  # longer than the retries last
             failures += 1
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
-        await record_effect(session, payment, envelope)
+        await record_effect(uow, payment, envelope)
 
     async with (
         topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,

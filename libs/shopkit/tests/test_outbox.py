@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -11,18 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shop_contracts import Envelope, PaymentCompleted, topics
 from shopkit.db import OutboxRow
 from shopkit.kafka import ensure_topics, make_producer
-from shopkit.outbox import Outbox, OutboxRelay
+from shopkit.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, topic_reader
-
-outbox = Outbox(producer="test")
+from shopkit.uow import UnitOfWork
 
 
 def payment(order_id: uuid.UUID, amount: int = 1) -> PaymentCompleted:
     return PaymentCompleted(order_id=order_id, user_id=1, amount=amount, balance_after=0)
 
 
-def envelopes(records: list) -> list[Envelope]:
+def envelopes(records: list[Any]) -> list[Envelope]:
     return [Envelope.model_validate(orjson.loads(r.value)) for r in records]
 
 
@@ -40,13 +40,11 @@ async def test_rolled_back_event_is_never_published_and_committed_one_is_publish
 ) -> None:
     await ensure_topics(settings, list(topics.ALL_TOPICS))
     rolled_back, committed = uuid.uuid4(), uuid.uuid4()
-    async with sessions() as s:
-        async with s.begin():
-            outbox.stage(s, payment(rolled_back))
-            await s.flush()
-            await s.rollback()
-    async with sessions() as s, s.begin():
-        outbox.stage(s, payment(committed))
+    async with UnitOfWork(sessions, "test") as uow:
+        uow.emit(payment(rolled_back))  # never committed: rolled back on exit
+    async with UnitOfWork(sessions, "test") as uow:
+        uow.emit(payment(committed))
+        await uow.commit()
 
     assert await relay_once(settings, sessions) == 1
     assert await relay_once(settings, sessions) == 0  # nothing left: published once
@@ -70,8 +68,9 @@ async def test_relay_killed_between_publish_and_mark_republishes_on_restart(
 ) -> None:
     await ensure_topics(settings, list(topics.ALL_TOPICS))
     order_id = uuid.uuid4()
-    async with sessions() as s, s.begin():
-        staged = outbox.stage(s, payment(order_id))
+    async with UnitOfWork(sessions, "test") as uow:
+        staged = uow.emit(payment(order_id))
+        await uow.commit()
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -98,8 +97,9 @@ async def test_events_of_one_key_arrive_in_order_with_concurrent_relays(
     settings = settings.model_copy(update={"outbox_batch_size": 7})
     keys = [uuid.uuid4() for _ in range(3)]
     for n in range(60):  # 60 transactions, interleaving three keys
-        async with sessions() as s, s.begin():
-            outbox.stage(s, payment(keys[n % 3], amount=n))
+        async with UnitOfWork(sessions, "test") as uow:
+            uow.emit(payment(keys[n % 3], amount=n))
+            await uow.commit()
 
     stop = asyncio.Event()
     producers = [make_producer(settings) for _ in range(3)]

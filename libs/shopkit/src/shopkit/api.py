@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +70,18 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_ERROR
     return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+
+async def _pool_exhausted(_: Request, exc: Exception) -> Response:
+    log.warning("db_pool_exhausted", error=str(exc))
+    response = problem(
+        503,
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "Busy",
+        "The service is saturated; try again in a moment.",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
@@ -129,6 +142,7 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected_error)
 
     @app.get("/healthz", include_in_schema=False)
@@ -155,7 +169,7 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
 async def session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session per request; the use case opens and commits its own transaction."""
     runtime: Runtime = request.app.state.runtime
-    async with runtime.sessions() as db:
+    async with runtime.api_sessions() as db:
         yield db
 
 

@@ -1,35 +1,56 @@
-"""Idempotent Kafka consumer.
+"""The idempotent, batched Kafka consumer every service's saga steps run in.
 
-For each message: parse the envelope, find the handler for its event type, and run the handler
-in one DB transaction together with the insert of `(consumer, event_id)` into processed_events.
-A redelivered event finds its row and changes nothing. Offsets are committed only after the DB
-commit. A handler that keeps failing is retried `consumer_max_retries` times with backoff, then
-the message goes to the dead-letter topic (with the error in its headers) and the partition
-moves on. Partitions are processed concurrently; messages within one partition in order.
+A poll's messages (up to `consumer_batch_size`, several partitions, each in its own order) are
+handled in ONE unit of work: one multi-row insert of their `(consumer, event_id)` rows into
+processed_events tells which are new, their handlers run one after the other in that
+transaction, the events they emit become outbox rows, and one commit makes it all durable.
+Offsets are committed only after the database commit. A redelivered event finds its row and
+changes nothing.
+
+When a batch fails, the handler that raised is known: the events before it are redone as a
+batch, the failing event is retried alone (`consumer_max_retries` times, with backoff) and then
+sent to the dead-letter topic with the error in its headers, and the rest go on as a batch —
+a poison event is isolated and never holds good ones back. Failures of the infrastructure (the
+database or the network down) are not the event's fault: they stop the consumer, which starts
+again from the committed offsets after a backoff.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType, topics
-from shopkit.db import ProcessedEvent
 from shopkit.kafka import make_consumer
 from shopkit.logging import bound, get_logger
-from shopkit.metrics import CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
+from shopkit.metrics import CONSUMER_BATCH, CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
 from shopkit.settings import ServiceSettings
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 
-Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
-"""A saga step: `handler(session, event, envelope)`, run inside the consumer's transaction."""
+Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
+"""A saga step: `handler(uow, event, envelope)`; it works in `uow.session` and emits events
+with `uow.emit()`/`uow.collect()`; the consumer commits."""
+
+Record: TypeAlias = ConsumerRecord[Any, Any]
+
+_claim = text(
+    "INSERT INTO processed_events (consumer, event_id) "
+    "SELECT :consumer, unnest(:event_ids) ON CONFLICT DO NOTHING RETURNING event_id"
+).bindparams(bindparam("event_ids", type_=ARRAY(PgUUID(as_uuid=True))))
+"""Claims a batch's events in one statement; returns the ids seen for the first time."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -37,6 +58,32 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError | TimeoutError)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message this consumer has a handler for, decoded."""
+
+    message: Record
+    handler: Handler
+    event: Event
+    envelope: Envelope
+
+    def log_fields(self, consumer: str) -> dict[str, str]:
+        return {
+            "order_id": str(self.envelope.order_id),
+            "event_id": str(self.envelope.event_id),
+            "event_type": self.envelope.event_type,
+            "consumer": consumer,
+        }
+
+
+class BatchFailed(Exception):
+    def __init__(self, index: int | None, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.index = index
+        """The delivery whose handler raised; None when the commit failed."""
+        self.error = error
 
 
 class EventConsumer:
@@ -67,11 +114,11 @@ class EventConsumer:
                 backoff = 1.0
                 while not stop.is_set():
                     batches = await consumer.getmany(
-                        timeout_ms=200, max_records=self.settings.consumer_batch_size
+                        timeout_ms=1_000, max_records=self.settings.consumer_batch_size
                     )
                     if not batches:
                         continue
-                    await asyncio.gather(*(self._process_partition(m) for m in batches.values()))
+                    await self.process([m for msgs in batches.values() for m in msgs])
                     await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
                     self._observe_lag(consumer, batches)
             except asyncio.CancelledError:
@@ -88,9 +135,7 @@ class EventConsumer:
         log.info("consumer_stopped", consumer=self.group_id)
 
     def _observe_lag(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Record]]
     ) -> None:
         for tp, msgs in batches.items():
             highwater = consumer.highwater(tp)
@@ -99,68 +144,114 @@ class EventConsumer:
                     max(highwater - msgs[-1].offset - 1, 0)
                 )
 
-    async def _process_partition(self, messages: list[ConsumerRecord[Any, Any]]) -> None:
-        for message in messages:
-            await self.process(message)
+    async def process(self, messages: Sequence[Record]) -> None:
+        """Handle `messages` (each partition's in order); returns when each is handled, was a
+        duplicate or was dead-lettered; raises when the infrastructure is down."""
+        deliveries = [d for m in messages if (d := await self._decode(m)) is not None]
+        await self._process(deliveries, attempts_used=0)
 
-    async def process(self, message: ConsumerRecord[Any, Any]) -> None:
+    async def _process(self, deliveries: list[Delivery], attempts_used: int) -> None:
+        while deliveries:
+            try:
+                await self._run_batch(deliveries)
+                return
+            except BatchFailed as failed:
+                if failed.index is None or is_transient(failed.error):
+                    log.warning(
+                        "batch_failed_one_at_a_time",
+                        consumer=self.group_id,
+                        events=len(deliveries),
+                        error=repr(failed.error),
+                    )
+                    for delivery in deliveries:
+                        await self._handle_alone(delivery, attempts_used=0)
+                    return
+                good, poison, rest = (
+                    deliveries[: failed.index],
+                    deliveries[failed.index],
+                    deliveries[failed.index + 1 :],
+                )
+                if good:
+                    await self._process(good, attempts_used=0)
+                await self._handle_alone(poison, attempts_used=1, last_error=failed.error)
+                deliveries = rest
+
+    async def _run_batch(self, deliveries: list[Delivery]) -> None:
+        outcomes: Counter[tuple[str, str]] = Counter()
+        try:
+            async with UnitOfWork(self.sessions, self.settings.service_name) as uow:
+                fresh = await self._claim(uow.session, [d.envelope.event_id for d in deliveries])
+                for index, delivery in enumerate(deliveries):
+                    event_id = delivery.envelope.event_id
+                    if event_id not in fresh:
+                        outcomes[(delivery.envelope.event_type, "duplicate")] += 1
+                        continue
+                    fresh.discard(event_id)  # the same event twice in one batch: once
+                    with bound(**delivery.log_fields(self.group_id)):
+                        try:
+                            await delivery.handler(uow, delivery.event, delivery.envelope)
+                        except Exception as exc:
+                            raise BatchFailed(index, exc) from exc
+                    outcomes[(delivery.envelope.event_type, "handled")] += 1
+                await uow.commit()
+        except BatchFailed:
+            raise
+        except Exception as exc:
+            raise BatchFailed(None, exc) from exc
+        CONSUMER_BATCH.labels(self.group_id).observe(len(deliveries))
+        for (event_type, outcome), count in outcomes.items():
+            EVENTS_CONSUMED.labels(self.group_id, event_type, outcome).inc(count)
+
+    async def _claim(self, session: AsyncSession, event_ids: list[UUID]) -> set[UUID]:
+        claimed = await session.scalars(_claim, {"consumer": self.group_id, "event_ids": event_ids})
+        return set(claimed)
+
+    async def _handle_alone(
+        self, delivery: Delivery, attempts_used: int, last_error: Exception | None = None
+    ) -> None:
+        """One event in its own transaction, retried with backoff, then dead-lettered."""
+        attempts = self.settings.consumer_max_retries + 1
+        with bound(**delivery.log_fields(self.group_id)):
+            for attempt in range(attempts_used + 1, attempts + 1):
+                if last_error is not None:
+                    log.warning("handler_failed", attempt=attempt - 1, error=repr(last_error))
+                    await asyncio.sleep(
+                        self.settings.consumer_retry_backoff_s * 2 ** max(attempt - 2, 0)
+                    )
+                try:
+                    await self._run_batch([delivery])
+                    return
+                except BatchFailed as failed:
+                    last_error = failed.error
+            assert last_error is not None
+            if is_transient(last_error):
+                # the database (or the network) is down, not the message: restart from the
+                # committed offset later instead of dead-lettering a good event
+                log.warning("handler_waiting_for_infrastructure", error=repr(last_error))
+                raise last_error
+            log.error("handler_gave_up", attempts=attempts, error=repr(last_error))
+            await self._dead_letter(delivery.message, f"{type(last_error).__name__}: {last_error}")
+
+    async def _decode(self, message: Record) -> Delivery | None:
+        """The delivery, or None for another consumer's event type (shared topics) and for a
+        message that cannot be read (dead-lettered at once: no retry can fix it)."""
         try:
             envelope = Envelope.model_validate_json(message.value)
         except ValidationError as exc:
             await self._dead_letter(message, f"unparseable envelope: {exc}")
-            return
+            return None
         handler = self.handlers.get(envelope.event_type)
         if handler is None:
-            return  # another consumer's event on a shared topic
-        with bound(
-            order_id=str(envelope.order_id),
-            event_id=str(envelope.event_id),
-            event_type=envelope.event_type,
-            consumer=self.group_id,
-        ):
-            try:
-                event = envelope.event()
-            except (ValidationError, UnknownEventType) as exc:
+            return None
+        try:
+            event = envelope.event()
+        except (ValidationError, UnknownEventType) as exc:
+            with bound(order_id=str(envelope.order_id), event_id=str(envelope.event_id)):
                 await self._dead_letter(message, f"invalid payload: {exc}")
-                return
-            await self._handle_with_retries(message, handler, event, envelope)
+            return None
+        return Delivery(message, handler, event, envelope)
 
-    async def _handle_with_retries(
-        self, message: ConsumerRecord[Any, Any], handler: Handler, event: Event, envelope: Envelope
-    ) -> None:
-        attempts = self.settings.consumer_max_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                outcome = await self._handle_once(handler, event, envelope)
-                EVENTS_CONSUMED.labels(self.group_id, envelope.event_type, outcome).inc()
-                return
-            except Exception as exc:
-                if attempt == attempts and is_transient(exc):
-                    # the database (or the network) is down, not the message: restart from the
-                    # committed offset later instead of dead-lettering a good event
-                    log.warning("handler_waiting_for_infrastructure", error=repr(exc))
-                    raise
-                if attempt == attempts:
-                    log.exception("handler_gave_up", attempts=attempts)
-                    await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
-                    return
-                log.warning("handler_failed", attempt=attempt, error=repr(exc))
-                await asyncio.sleep(self.settings.consumer_retry_backoff_s * 2 ** (attempt - 1))
-
-    async def _handle_once(self, handler: Handler, event: Event, envelope: Envelope) -> str:
-        async with self.sessions() as session, session.begin():
-            first_time = await session.scalar(
-                insert(ProcessedEvent)
-                .values(consumer=self.group_id, event_id=envelope.event_id)
-                .on_conflict_do_nothing()
-                .returning(ProcessedEvent.event_id)
-            )
-            if first_time is None:
-                return "duplicate"
-            await handler(session, event, envelope)
-        return "handled"
-
-    async def _dead_letter(self, message: ConsumerRecord[Any, Any], error: str) -> None:
+    async def _dead_letter(self, message: Record, error: str) -> None:
         DEAD_LETTERED.labels(self.group_id).inc()
         await self.producer.send_and_wait(
             self.settings.topic(topics.DEAD_LETTER),

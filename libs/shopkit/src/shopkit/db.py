@@ -4,8 +4,10 @@ and the tables the shared runtime needs in every service's database."""
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, MetaData, String, func, text
+import orjson
+from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,6 +36,7 @@ class OutboxRow(Base):
     """An event waiting to be published; written in the transaction of the change that caused it."""
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     event_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), unique=True)
@@ -68,26 +71,54 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def ssl_mode(settings: ServiceSettings) -> str:
+    """The TLS mode asyncpg gets: `auto` means none on loopback, `prefer` elsewhere."""
+    if settings.db_ssl != "auto":
+        return settings.db_ssl
+    host = make_url(settings.database_url).host or "localhost"
+    return "disable" if host in LOOPBACK_HOSTS or host.startswith("/") else "prefer"
+
+
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    """A fixed pool (no overflow churn); a request that cannot get a connection within
+    db_pool_timeout_s fails fast with sqlalchemy's TimeoutError (answered 503)."""
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=settings.db_pool_recycle_s,
-        pool_timeout=30,
+        pool_timeout=settings.db_pool_timeout_s,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": settings.service_name,
             },
             "timeout": 10,
+            "ssl": ssl_mode(settings),
         },
     )
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def autocommit(session: AsyncSession) -> AsyncSession:
+    """Makes each statement of `session` its own transaction: a use case of ONE statement then
+    costs one round trip (no BEGIN, no COMMIT). The pool restores the connection's usual
+    isolation level when the session gives it back."""
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return session
 
 
 async def ping(engine: AsyncEngine) -> None:

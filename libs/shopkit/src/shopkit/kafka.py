@@ -16,7 +16,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         client_id=settings.service_name,
         enable_idempotence=True,
         acks="all",
-        linger_ms=5,
+        linger_ms=settings.kafka_linger_ms,
         request_timeout_ms=15_000,
     )
 
@@ -35,6 +35,7 @@ def make_consumer(settings: ServiceSettings, group_id: str, *topics: str) -> AIO
         max_poll_interval_ms=300_000,
         session_timeout_ms=30_000,
         heartbeat_interval_ms=3_000,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
     )
 
 

@@ -18,3 +18,9 @@ CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the high watermark", ["consumer", "topic", "partition"]
 )
 DEAD_LETTERED = Counter("dead_lettered_total", "Events sent to the dead-letter topic", ["consumer"])
+CONSUMER_BATCH = Histogram(
+    "consumer_batch_events",
+    "Events handled per consumer transaction",
+    ["consumer"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)

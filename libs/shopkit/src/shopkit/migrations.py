@@ -83,6 +83,42 @@ def drop_runtime_tables_v1() -> None:
         op.drop_table(name)
 
 
+OUTBOX_CHANNEL = "shop_outbox"
+"""NOTIFY channel of the outbox relay: a transaction that staged events wakes it at commit."""
+
+# Revision 2 of the runtime tables, frozen like v1: the relay is woken by the commit of every
+# transaction that inserted outbox rows (a statement trigger: no extra round trip, and NOTIFYs
+# of one transaction collapse into one), and finds unsent rows through a partial index.
+OUTBOX_WAKEUP_V2 = [
+    f"""
+CREATE FUNCTION outbox_wakeup() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+    RETURN NULL;
+END
+$$
+""",
+    """
+CREATE TRIGGER outbox_wakeup AFTER INSERT ON outbox
+FOR EACH STATEMENT EXECUTE FUNCTION outbox_wakeup()
+""",
+    """
+CREATE INDEX ix_outbox_unsent ON outbox (id) WHERE sent_at IS NULL
+""",
+]
+
+
+def add_outbox_wakeup_v2() -> None:
+    for statement in OUTBOX_WAKEUP_V2:
+        op.execute(statement)
+
+
+def drop_outbox_wakeup_v2() -> None:
+    op.execute("DROP INDEX ix_outbox_unsent")
+    op.execute("DROP TRIGGER outbox_wakeup ON outbox")
+    op.execute("DROP FUNCTION outbox_wakeup()")
+
+
 def _run(connection: Connection) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=False)

@@ -1,51 +1,49 @@
-"""Transactional outbox.
+"""The outbox relay: publishes the events units of work staged (see uow.py).
 
-`Outbox.stage()` adds an event to the caller's transaction: it is published only if that
-transaction commits. `OutboxRelay` publishes unsent rows in id order with the idempotent
-producer and marks them sent in the same transaction that claimed them. One relay at a time
-per database holds `pg_try_advisory_xact_lock` for a batch, so N replicas never reorder a key.
-If the relay dies after publishing but before the commit, the rows are published again on the
-next run: consumers dedupe on the event id (at-least-once publish, exactly-once effect).
+It sleeps until a transaction that staged events commits — a trigger on the outbox table
+NOTIFYs `shop_outbox` (migrations.OUTBOX_WAKEUP_V2) — then publishes unsent rows in id order,
+in batches, with the idempotent producer and marks them sent in the transaction that claimed
+them. While idle it only looks once per `outbox_poll_interval_s` (a NOTIFY lost while the
+listener reconnected is caught there too).
+
+One relay at a time per database holds `pg_try_advisory_xact_lock` for a batch, so N replicas
+never reorder a key. If the relay dies after publishing but before the commit, the rows are
+published again on the next run: consumers dedupe on the event id (at-least-once publish,
+exactly-once effect).
 """
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shop_contracts import Envelope, Event
 from shopkit.db import OutboxRow
+from shopkit.listen import PgListener, first_of
 from shopkit.logging import get_logger
 from shopkit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from shopkit.migrations import OUTBOX_CHANNEL
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-_RELAY_LOCK = 7_202_611_251
-SENT_RETENTION = timedelta(days=1)
+_RELAY_LOCK: Final = 7_202_611_251
+SENT_RETENTION: Final = timedelta(days=1)
+OBSERVE_EVERY_S: Final = 10.0
 
-
-class Outbox:
-    def __init__(self, producer: str) -> None:
-        self.producer = producer
-
-    def stage(
-        self, session: AsyncSession, event: Event, occurred_at: datetime | None = None
-    ) -> Envelope:
-        envelope = Envelope.wrap(event, producer=self.producer, occurred_at=occurred_at)
-        session.add(
-            OutboxRow(
-                event_id=envelope.event_id,
-                topic=event.topic,
-                key=str(event.order_id),
-                event_type=envelope.event_type,
-                envelope=envelope.model_dump(mode="json"),
-            )
-        )
-        return envelope
+_unsent = (
+    select(
+        OutboxRow.id,
+        OutboxRow.topic,
+        OutboxRow.key,
+        OutboxRow.event_type,
+        cast(OutboxRow.envelope, Text).label("envelope"),
+    )
+    .where(OutboxRow.sent_at.is_(None))
+    .order_by(OutboxRow.id)
+)
 
 
 class OutboxRelay:
@@ -54,36 +52,31 @@ class OutboxRelay:
         settings: ServiceSettings,
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
+        wakeups: PgListener | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.producer = producer
+        self._wake = asyncio.Event()
+        if wakeups is not None:
+            wakeups.subscribe(OUTBOX_CHANNEL, lambda _payload: self._wake.set())
+
+    def wake(self) -> None:
+        """Look for unsent events now (an in-process commit, a reconnect)."""
+        self._wake.set()
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
         async with self.sessions() as session, session.begin():
             if not await session.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
                 return 0
-            rows = (
-                await session.execute(
-                    select(
-                        OutboxRow.id,
-                        OutboxRow.topic,
-                        OutboxRow.key,
-                        OutboxRow.event_type,
-                        OutboxRow.envelope,
-                    )
-                    .where(OutboxRow.sent_at.is_(None))
-                    .order_by(OutboxRow.id)
-                    .limit(self.settings.outbox_batch_size)
-                )
-            ).all()
+            rows = (await session.execute(_unsent.limit(self.settings.outbox_batch_size))).all()
             if not rows:
                 return 0
             pending = [
                 await self.producer.send(
                     self.settings.topic(row.topic),
-                    value=orjson.dumps(row.envelope),
+                    value=row.envelope.encode(),
                     key=row.key.encode(),
                     headers=[("event_type", row.event_type.encode())],
                 )
@@ -101,6 +94,7 @@ class OutboxRelay:
         )
 
     async def observe(self) -> None:
+        """Backlog metrics, and sent rows past their retention deleted."""
         async with self.sessions() as session:
             backlog, oldest = (
                 await session.execute(
@@ -120,21 +114,25 @@ class OutboxRelay:
         log.info("outbox_relay_started")
         loop = asyncio.get_running_loop()
         next_observe = 0.0
-        backoff = self.settings.outbox_poll_interval_s
+        idle_wait = self.settings.outbox_poll_interval_s
+        backoff = idle_wait
         while not stop.is_set():
+            self._wake.clear()  # a commit from now on wakes the next round
+            wait = idle_wait
             try:
-                published = await self.publish_batch()
+                while (
+                    await self.publish_batch() == self.settings.outbox_batch_size
+                    and not stop.is_set()
+                ):
+                    pass
                 if loop.time() >= next_observe:
                     await self.observe()
-                    next_observe = loop.time() + 5
-                backoff = self.settings.outbox_poll_interval_s
+                    next_observe = loop.time() + OBSERVE_EVERY_S
+                backoff = idle_wait
             except Exception:
-                log.exception("outbox_relay_error")
-                published = 0
+                log.exception("outbox_relay_error", retry_in_s=backoff)
+                wait = backoff
                 backoff = min(backoff * 2, 5.0)
-            if published < self.settings.outbox_batch_size:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
+                self._wake.clear()  # a failing database: back off even if commits go on
+            await first_of(stop, self._wake, within_s=wait)
         log.info("outbox_relay_stopped")

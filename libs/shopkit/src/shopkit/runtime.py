@@ -1,6 +1,20 @@
-"""A service's process: DB engine, Kafka producer, the outbox relay, its consumers and any other
-background workers, started and stopped together (graceful shutdown: stop taking new messages,
-finish the batch in hand, commit, close)."""
+"""A service's process, composed from parts a service lists, started and stopped together.
+
+The runtime owns the infrastructure every part shares: two connection pools (a bulkhead: the
+HTTP requests get their own, so a flood of requests never queues the saga behind it), the
+Kafka producer, and one LISTEN connection (`listener`) that wakes parts on a commit. On top
+of it run the parts:
+
+- `consumers`: the service's saga steps (batched idempotent consumers, see consumer.py);
+- the outbox relay (always, when the process runs workers);
+- `workers`: other background loops of the service (deadline sweepers, …);
+- `components`: parts that run in *every* process of the service, also an API-only one
+  (run_workers=false) — e.g. the order service's listener for `Prefer: wait`.
+
+Workers and components are `async def part(runtime, stop)` coroutines: they run until `stop`
+is set. `on_start` hooks are awaited before the process serves anything (warm a pool, check a
+schema); `on_stop` hooks after every part has stopped, in reverse order. Graceful shutdown: stop taking new messages, finish the batch in hand, commit, close.
+"""
 
 import asyncio
 import signal
@@ -13,16 +27,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Event, topics
 from shopkit.consumer import EventConsumer, Handler
-from shopkit.db import create_engine, ping, session_factory
+from shopkit.db import create_engine, ping, session_factory, ssl_mode
 from shopkit.kafka import ensure_topics, make_producer
+from shopkit.listen import PgListener
 from shopkit.logging import configure_logging, get_logger
 from shopkit.migrations import upgrade
 from shopkit.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 
 Worker = Callable[["Runtime", asyncio.Event], Awaitable[None]]
+Hook = Callable[["Runtime"], Awaitable[None]]
 Check = Callable[[], Awaitable[None]]
 
 
@@ -39,9 +56,19 @@ class Runtime:
     migrations: Path | None = None
     consumers: list[ConsumerSpec] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
+    components: list[Worker] = field(default_factory=list)
     readiness_checks: list[Check] = field(default_factory=list)
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+    publishes: bool = True
+    """False for a process that has no outbox of its own to relay."""
     engine: AsyncEngine = field(init=False)
+    """The workers' pool (consumers, relay, sweepers)."""
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    api_engine: AsyncEngine = field(init=False)
+    """The HTTP requests' pool."""
+    api_sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    listener: PgListener = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
@@ -51,21 +78,44 @@ class Runtime:
         configure_logging(
             self.settings.service_name, self.settings.log_level, self.settings.log_json
         )
-        self.engine = create_engine(self.settings)
+        worker_pool = self.settings.model_copy(
+            update={"db_pool_size": self.settings.db_worker_pool_size, "db_max_overflow": 0}
+        )
+        self.engine = create_engine(worker_pool)
         self.sessions = session_factory(self.engine)
+        self.api_engine = create_engine(self.settings)
+        self.api_sessions = session_factory(self.api_engine)
+        self.listener = PgListener(
+            self.settings.database_url,
+            application_name=f"{self.settings.service_name}-listener",
+            ssl=ssl_mode(self.settings),
+        )
+        self.readiness_checks.append(self.listener.check_ready)
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A unit of work of an HTTP use case (the API pool)."""
+        return UnitOfWork(self.api_sessions, self.settings.service_name)
 
     async def start(self) -> None:
         if self.migrations is not None and self.settings.run_migrations:
             await upgrade(self.migrations, self.settings.database_url)
-        if not self.settings.run_workers:
-            return
+        for hook in self.on_start:
+            await hook(self)
+        for component in self.components:
+            self._spawn(_name(component), component(self, self._stop))
+        if self.settings.run_workers:
+            await self._start_workers()
+        self._spawn("listener", self.listener.run(self._stop))
+        log.info("runtime_started", parts=[t.get_name() for t in self._tasks])
+
+    async def _start_workers(self) -> None:
         await ensure_topics(self.settings, list(topics.ALL_TOPICS))
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self._producer_started = True
-        self._spawn(
-            "outbox-relay", OutboxRelay(self.settings, self.sessions, self.producer).run(self._stop)
-        )
+        if self.publishes:
+            relay = OutboxRelay(self.settings, self.sessions, self.producer, self.listener)
+            self._spawn("outbox-relay", relay.run(self._stop))
         for spec in self.consumers:
             consumer = EventConsumer(
                 self.settings,
@@ -77,8 +127,7 @@ class Runtime:
             )
             self._spawn(f"consumer-{spec.group_id}", consumer.run(self._stop))
         for worker in self.workers:
-            self._spawn(getattr(worker, "__name__", "worker"), worker(self, self._stop))
-        log.info("runtime_started", workers=[t.get_name() for t in self._tasks])
+            self._spawn(_name(worker), worker(self, self._stop))
 
     def _spawn(self, name: str, coro: Awaitable[None]) -> None:
         async def guarded() -> None:
@@ -101,11 +150,17 @@ class Runtime:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._producer_started:
             await self.producer.stop()
+        for hook in reversed(self.on_stop):
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("stop_hook_failed", hook=_name(hook))
         await self.engine.dispose()
+        await self.api_engine.dispose()
         log.info("runtime_stopped")
 
     async def check_ready(self) -> None:
-        await ping(self.engine)
+        await ping(self.api_engine)
         for task in self._tasks:
             if task.done():
                 raise RuntimeError(f"worker {task.get_name()} is not running")
@@ -123,3 +178,7 @@ class Runtime:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _name(part: Worker | Hook) -> str:
+    return getattr(part, "__name__", "worker")

@@ -10,8 +10,37 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop"
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    db_pool_size: int = Field(
+        default=16,
+        ge=1,
+        description="Connections for HTTP requests per process, opened as needed and then kept: "
+        "sized for the concurrency the process serves, so steady load opens none.",
+    )
+    db_worker_pool_size: int = Field(
+        default=6,
+        ge=1,
+        description="Connections of the background workers (consumers, outbox relay, "
+        "sweepers): a pool of their own, so HTTP load never queues the saga.",
+    )
+    db_max_overflow: int = Field(
+        default=0,
+        ge=0,
+        description="Extra short-lived connections past db_pool_size (each a new PostgreSQL "
+        "backend and authentication): off, a request waits for a pooled connection instead.",
+    )
+    db_pool_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for a pooled connection before it is answered "
+        "503 SERVICE_UNAVAILABLE with Retry-After (a saturated service sheds load instead of "
+        "piling it up; a burst of a few seconds' work is still served).",
+    )
+    db_ssl: str = Field(
+        default="auto",
+        pattern="^(auto|disable|prefer|require|verify-ca|verify-full)$",
+        description="TLS to PostgreSQL (libpq sslmode names). auto: disable on loopback "
+        "(nothing to protect, no negotiation per connection), prefer elsewhere.",
+    )
     db_statement_timeout_ms: int = 10_000
     db_pool_pre_ping: bool = Field(
         default=False,
@@ -33,12 +62,31 @@ class ServiceSettings(BaseSettings):
     kafka_topic_prefix: str = Field(default="", validation_alias="KAFKA_TOPIC_PREFIX")
     kafka_topic_partitions: int = Field(default=8, validation_alias="KAFKA_TOPIC_PARTITIONS")
     kafka_replication_factor: int = Field(default=1, validation_alias="KAFKA_REPLICATION_FACTOR")
+    kafka_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        description="How long the producer waits to fill a batch (the relay sends whole "
+        "batches at once, so a short wait is enough).",
+    )
 
     outbox_batch_size: int = 500
-    outbox_poll_interval_s: float = 0.05
+    outbox_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="The relay wakes on every commit that staged events (LISTEN/NOTIFY); this "
+        "is only its fallback check while idle.",
+    )
     consumer_max_retries: int = 3
     consumer_retry_backoff_s: float = 0.2
-    consumer_batch_size: int = 500
+    consumer_batch_size: int = Field(
+        default=500,
+        ge=1,
+        description="Most messages handled in one transaction (a poll's batch; one event per "
+        "transaction when a batch fails).",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=500, ge=1, description="How long a fetch waits for messages at the broker."
+    )
 
     jwt_secret: str = Field(default="local-dev-secret", validation_alias="JWT_SECRET")
     auth_enforce_users: bool = Field(default=False, validation_alias="AUTH_ENFORCE_USERS")

@@ -1,7 +1,5 @@
 """The coupon service: coupon definitions, first-come issuance, and the saga's pricing step."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -9,6 +7,7 @@ from fastapi import FastAPI
 from coupon.adapters.gate import IssuanceGate
 from coupon.api.routes import router
 from coupon.config import Settings
+from coupon.service.batching import IssuanceBatcher
 from coupon.service.handlers import CONSUMERS
 from shopkit.api import create_app as create_service_app
 from shopkit.api import serve
@@ -21,34 +20,34 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build_runtime(settings: Settings | None = None, gate: IssuanceGate | None = None) -> Runtime:
-    return Runtime(
-        settings or Settings(),
-        migrations=MIGRATIONS,
-        consumers=CONSUMERS,
-        readiness_checks=[] if gate is None else [gate.ping],
-    )
+    """The service's process: with a gate, one that serves issuance requests."""
+    settings = settings or Settings()
+    runtime = Runtime(settings, migrations=MIGRATIONS, consumers=CONSUMERS)
+    if gate is not None:
+
+        async def warm_redis_pool(_: Runtime) -> None:
+            """Opens the gate's connections before a rush can need them."""
+            opened = await gate.warm_up(settings.redis_warm_connections)
+            log.info("redis_pool_warmed", connections=opened)
+
+        async def close_redis_pool(_: Runtime) -> None:
+            await gate.close()
+
+        runtime.on_start.append(warm_redis_pool)
+        runtime.on_stop.append(close_redis_pool)
+        runtime.readiness_checks.append(gate.ping)
+    return runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     gate = IssuanceGate.connect(settings)
-    app = create_service_app(
-        build_runtime(settings, gate), title="Coupon service", routers=[router]
-    )
+    runtime = build_runtime(settings, gate)
+    writer = IssuanceBatcher(runtime.api_sessions)
+    runtime.components.append(writer.run)
+    app = create_service_app(runtime, title="Coupon service", routers=[router])
     app.state.gate = gate
-    runtime_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            async with runtime_lifespan(app):
-                opened = await gate.warm_up(settings.redis_warm_connections)
-                log.info("redis_pool_warmed", connections=opened)
-                yield
-        finally:
-            await gate.close()
-
-    app.router.lifespan_context = lifespan
+    app.state.writer = writer
     return app
 
 

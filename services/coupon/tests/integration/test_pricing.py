@@ -26,6 +26,7 @@ from shop_contracts import (
 )
 from shopkit.runtime import Runtime
 from shopkit.testing import collect, eventually, publish, publish_envelope, topic_reader
+from shopkit.uow import UnitOfWork
 
 
 @pytest.fixture(autouse=True)
@@ -180,8 +181,9 @@ async def test_concurrent_pricing_transactions_take_a_coupon_once(
     orders = [stock_reserved(user_id, user_coupon_id) for _ in range(20)]
 
     async def handle(order: StockReserved) -> None:
-        async with runtime.sessions() as session, session.begin():
-            await price_order(session, order, Envelope.wrap(order, producer="test"))
+        async with UnitOfWork(runtime.sessions, "coupon") as uow:
+            await price_order(uow, order, Envelope.wrap(order, producer="test"))
+            await uow.commit()
 
     await asyncio.gather(*(handle(o) for o in orders))
     async with runtime.sessions() as session:

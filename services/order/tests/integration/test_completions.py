@@ -9,6 +9,7 @@ import asyncpg
 
 from order.adapters.completions import OrderCompletions
 from order.config import Settings
+from shopkit.listen import PgListener
 from shopkit.testing import eventually
 
 if TYPE_CHECKING:
@@ -54,12 +55,14 @@ async def test_the_listener_reconnects_when_its_connection_dies_and_wakes_every_
     settings: Settings, db: asyncpg.Connection
 ) -> None:
     name = f"order-test-{uuid.uuid4().hex[:8]}"
-    listener = OrderCompletions(settings.database_url, application_name=name)
+    listener = PgListener(settings.database_url, application_name=name, ssl="disable")
+    completions = OrderCompletions()
+    completions.listen_on(listener)
     stop = asyncio.Event()
     running = asyncio.create_task(listener.run(stop))
     try:
         [first_pid] = await eventually(lambda: _listener_pids(db, name))
-        with listener.watch(uuid.uuid4()) as woken:
+        with completions.watch(uuid.uuid4()) as woken:
             await db.execute("SELECT pg_terminate_backend($1)", first_pid)
             # a notification may have been missed while it was down: waiters must read again
             await asyncio.wait_for(woken, timeout=20)
@@ -71,7 +74,7 @@ async def test_the_listener_reconnects_when_its_connection_dies_and_wakes_every_
         assert listener.connected
 
         order_id = uuid.uuid4()
-        with listener.watch(order_id) as woken:
+        with completions.watch(order_id) as woken:
             await db.execute("SELECT pg_notify('order_done', $1)", str(order_id))
             await asyncio.wait_for(woken, timeout=20)
     finally:

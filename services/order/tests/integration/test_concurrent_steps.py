@@ -9,6 +9,7 @@ from order.config import Settings
 from order.service.saga import on_order_priced, on_payment_completed, on_stock_reserved
 from shop_contracts import Envelope, OrderPriced, PaymentCompleted, ReservedLine, StockReserved
 from shopkit.db import create_engine, session_factory
+from shopkit.uow import UnitOfWork
 
 
 async def test_racing_steps_see_each_others_committed_facts(
@@ -28,8 +29,9 @@ async def test_racing_steps_see_each_others_committed_facts(
     sessions = session_factory(engine)
 
     async def step(handler, event) -> None:  # type: ignore[no-untyped-def]
-        async with sessions() as session, session.begin():
-            await handler(session, event, Envelope.wrap(event, producer="test"))
+        async with UnitOfWork(sessions, "order") as uow:
+            await handler(uow, event, Envelope.wrap(event, producer="test"))
+            await uow.commit()
 
     try:
         await asyncio.gather(

@@ -7,6 +7,7 @@ from order.config import Settings
 from order.service.deadlines import expire_overdue
 from shopkit.db import create_engine, session_factory
 from shopkit.testing import eventually
+from shopkit.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from ..conftest import ApiOnly, Saga
@@ -86,7 +87,7 @@ async def test_sweepers_racing_on_the_same_orders_fail_each_exactly_once(
     try:
         # four more sweepers with small batches, racing the service's own
         async def sweep() -> None:
-            while await expire_overdue(sessions, limit=3):
+            while await expire_overdue(UnitOfWork(sessions, "order"), limit=3):
                 pass
 
         async def all_failed() -> bool:

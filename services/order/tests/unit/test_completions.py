@@ -2,11 +2,11 @@
 
 import uuid
 
-from order.adapters.completions import OrderCompletions, asyncpg_dsn
+from order.adapters.completions import OrderCompletions
 
 
 def completions() -> OrderCompletions:
-    return OrderCompletions("postgresql+asyncpg://shop:shop@localhost:5432/shop_order")
+    return OrderCompletions()
 
 
 async def test_a_notification_wakes_every_request_watching_that_order_only() -> None:
@@ -14,7 +14,7 @@ async def test_a_notification_wakes_every_request_watching_that_order_only() -> 
     order, other = uuid.uuid4(), uuid.uuid4()
     with listener.watch(order) as first, listener.watch(order) as second:
         with listener.watch(other) as unrelated:
-            listener._on_notification(None, 1, "order_done", str(order))
+            listener.on_notify(str(order))
             assert first.done()
             assert second.done()
             assert not unrelated.done()
@@ -32,7 +32,7 @@ async def test_a_reconnect_wakes_every_watcher_to_read_again() -> None:
 async def test_a_malformed_payload_is_ignored() -> None:
     listener = completions()
     with listener.watch(uuid.uuid4()) as woken:
-        listener._on_notification(None, 1, "order_done", "not-a-uuid")
+        listener.on_notify("not-a-uuid")
         assert not woken.done()
 
 
@@ -43,10 +43,3 @@ async def test_waking_twice_is_harmless() -> None:
         listener.wake(order)
         listener.wake(order)
         assert woken.done()
-
-
-def test_the_listener_connects_with_a_plain_libpq_dsn() -> None:
-    assert (
-        asyncpg_dsn("postgresql+asyncpg://shop:s%40cret@db:5432/shop_order")
-        == "postgresql://shop:s%40cret@db:5432/shop_order"
-    )

@@ -30,6 +30,7 @@ from shopkit.testing import (
     publish_envelope,
     topic_reader,
 )
+from shopkit.uow import UnitOfWork
 
 NewProduct = Callable[..., Awaitable[dict[str, Any]]]
 Drain = Callable[[], Awaitable[None]]
@@ -309,8 +310,9 @@ async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly
     sessions = session_factory(engine)
 
     async def run(step: Any, event: OrderCreated | OrderFailed) -> None:
-        async with sessions() as session, session.begin():
-            await step(session, event, Envelope.wrap(event, producer="order"))
+        async with UnitOfWork(sessions, "product") as uow:
+            await step(uow, event, Envelope.wrap(event, producer="order"))
+            await uow.commit()
 
     held = """SELECT product_id, sum(quantity) FROM reservations
               WHERE order_id = ANY($1) AND status = $2 GROUP BY 1"""

@@ -1,6 +1,6 @@
 """All of the coupon service's SQL. Every contended change is one conditional statement."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -47,6 +48,46 @@ def _gate_lock(coupon_id: int) -> ColumnElement[int]:
 def _violated(exc: IntegrityError) -> str | None:
     """The name of the constraint the database refused (asyncpg's error is the cause)."""
     return getattr(exc.orig.__cause__ if exc.orig else None, "constraint_name", None)
+
+
+_TAKE_COPIES = text(
+    """
+WITH asked AS (
+    SELECT user_id, min(ord) AS ord, min(issued_at) AS issued_at
+    FROM unnest(CAST(:user_ids AS bigint[]), CAST(:issued_ats AS timestamptz[]))
+         WITH ORDINALITY AS a(user_id, issued_at, ord)
+    GROUP BY user_id
+), fresh AS (
+    SELECT asked.* FROM asked
+    WHERE NOT EXISTS (
+        SELECT 1 FROM user_coupons held
+        WHERE held.coupon_id = :coupon_id AND held.user_id = asked.user_id
+    )
+), coupon AS (
+    SELECT id, valid_days, greatest(total_quantity - issued_quantity, 0) AS remaining
+    FROM coupons WHERE id = :coupon_id
+), winners AS (
+    SELECT coupon.id AS coupon_id, coupon.valid_days, fresh.user_id, fresh.issued_at
+    FROM fresh CROSS JOIN coupon
+    ORDER BY fresh.ord
+    LIMIT (SELECT remaining FROM coupon)
+), issued AS (
+    INSERT INTO user_coupons (coupon_id, user_id, issued_at, expires_at)
+    SELECT coupon_id, user_id, issued_at, issued_at + make_interval(days => valid_days)
+    FROM winners
+    ON CONFLICT (coupon_id, user_id) DO NOTHING
+    RETURNING id, user_id, issued_at, expires_at
+), counted AS (
+    UPDATE coupons SET issued_quantity = issued_quantity + (SELECT count(*) FROM issued)
+    WHERE id = :coupon_id
+)
+SELECT id, user_id, issued_at, expires_at FROM issued
+UNION ALL
+SELECT NULL, user_id, NULL, NULL FROM asked WHERE user_id NOT IN (SELECT user_id FROM fresh)
+"""
+)
+"""Issues a batch (see take_copies): returns the copies issued, and the users who already held
+one (id NULL); every other user asked was too late (sold out)."""
 
 
 class CouponRepository:
@@ -129,6 +170,47 @@ class CouponRepository:
                 return Refusal.ALREADY_HELD
             raise
         return Refusal.SOLD_OUT if user_coupon is None else user_coupon
+
+    async def take_copies(
+        self, coupon_id: int, asked: Sequence[tuple[int, datetime]]
+    ) -> dict[int, UserCoupon | Refusal]:
+        """Many users' issuances of one coupon in one transaction (the batch of a rush's
+        winners): each user gets a copy while copies are left, in the order asked, unless they
+        hold one already. The answer per user; a user asking twice gets one copy.
+
+        The coupon's row is locked first, in a statement of its own, so that the issuing
+        statement's snapshot (taken after the lock is granted) sees every copy committed
+        before: counted copies and inserted rows always agree."""
+        await self.session.execute(
+            select(Coupon.id).where(Coupon.id == coupon_id).with_for_update()
+        )
+        rows = (
+            await self.session.execute(
+                _TAKE_COPIES,
+                {
+                    "coupon_id": coupon_id,
+                    "user_ids": [user_id for user_id, _ in asked],
+                    "issued_ats": [issued_at for _, issued_at in asked],
+                },
+            )
+        ).all()
+        answers: dict[int, UserCoupon | Refusal] = {
+            user_id: Refusal.SOLD_OUT for user_id, _ in asked
+        }
+        for row in rows:
+            if row.id is None:
+                answers[row.user_id] = Refusal.ALREADY_HELD
+            else:
+                answers[row.user_id] = UserCoupon(
+                    id=row.id,
+                    coupon_id=coupon_id,
+                    user_id=row.user_id,
+                    issued_at=row.issued_at,
+                    expires_at=row.expires_at,
+                    used_order_id=None,
+                    used_at=None,
+                )
+        return answers
 
     async def lock_for_gate_rebuild(self, coupon_id: int) -> None:
         """Rebuilds of one coupon's gate take turns, across every process of the service."""

@@ -15,6 +15,7 @@ from coupon.api.schemas import (
     UserCouponsResponse,
 )
 from coupon.service import catalogue, issuing
+from coupon.service.batching import IssuanceBatcher
 from shop_contracts import Problem
 from shopkit.api import IdPath, session
 from shopkit.auth import AdminClaims, OptionalClaims, authorize_user
@@ -30,9 +31,14 @@ async def _gate(request: Request) -> IssuanceGate:
     return gate
 
 
+async def _writer(request: Request) -> IssuanceBatcher:
+    writer: IssuanceBatcher = request.app.state.writer
+    return writer
+
+
 async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     runtime: Runtime = request.app.state.runtime
-    return runtime.sessions
+    return runtime.api_sessions
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -43,6 +49,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 Gate = Annotated[IssuanceGate, Depends(_gate)]
+Writer = Annotated[IssuanceBatcher, Depends(_writer)]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 Token = OptionalClaims
 
@@ -81,10 +88,11 @@ async def issue_coupon(
     body: IssueRequest,
     sessions: Sessions,
     gate: Gate,
+    writer: Writer,
     claims: Token,
 ) -> IssuedCouponResponse:
     authorize_user(request, claims, body.user_id)
-    user_coupon = await issuing.issue(sessions, gate, coupon_id, body.user_id)
+    user_coupon = await issuing.issue(sessions, gate, writer, coupon_id, body.user_id)
     return IssuedCouponResponse.of(user_coupon)
 
 

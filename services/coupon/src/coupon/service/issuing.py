@@ -2,8 +2,9 @@
 
 1. The gate's Lua script answers ALREADY_ISSUED or SOLD_OUT on its own — most of a rush ends
    there and never touches the database — or admits the user.
-2. An admitted user's copy is written by one statement, its own transaction: a conditional
-   `UPDATE … issued_quantity < total_quantity` and an insert under `UNIQUE(coupon_id, user_id)`.
+2. An admitted user's copy is written together with those of the other users admitted
+   meanwhile, one transaction per batch (service/batching.py): the copies left are counted on
+   the coupon's row under its lock, and inserted under `UNIQUE(coupon_id, user_id)`.
    The database is the truth: whatever the gate said, it never issues more than the total or
    twice to one user.
 3. If that write fails, the admission is taken back, so the user can retry.
@@ -32,6 +33,7 @@ from coupon.domain.errors import (
     CouponSoldOut,
     IssuanceUnavailable,
 )
+from coupon.service.batching import IssuanceBatcher
 from shopkit.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +50,7 @@ UNDO_ATTEMPTS: Final = 3
 async def issue(
     sessions: async_sessionmaker[AsyncSession],
     gate: IssuanceGate,
+    writer: IssuanceBatcher,
     coupon_id: int,
     user_id: int,
     now: datetime | None = None,
@@ -70,7 +73,7 @@ async def issue(
         ISSUE_OUTCOMES.labels("sold_out").inc()
         raise CouponSoldOut(coupon_id)
     try:
-        user_coupon = await _record(sessions, gate, coupon_id, user_id, now or datetime.now(UTC))
+        user_coupon = await _record(writer, gate, coupon_id, user_id, now or datetime.now(UTC))
     except CouponAlreadyIssued:
         ISSUE_OUTCOMES.labels("already_issued").inc()
         raise  # the database says they hold it: their place in the gate is right
@@ -103,14 +106,13 @@ async def _admit(
 
 
 async def _record(
-    sessions: async_sessionmaker[AsyncSession],
+    writer: IssuanceBatcher,
     gate: IssuanceGate,
     coupon_id: int,
     user_id: int,
     now: datetime,
 ) -> UserCoupon:
-    async with sessions() as session, CouponRepository.autocommitting(session) as repo:
-        outcome = await repo.take_copy(coupon_id, user_id, now)
+    outcome = await writer.take_copy(coupon_id, user_id, now)
     if outcome is Refusal.ALREADY_HELD:
         raise CouponAlreadyIssued(coupon_id, user_id)
     if outcome is Refusal.SOLD_OUT:

@@ -1,10 +1,11 @@
-"""All of the order service's SQL: orders and their lines, the row locks of the saga steps and
-the deadline sweeper, and the wiring of the aggregate's events into the outbox and NOTIFY."""
+"""All of the order service's SQL: orders and their lines, and the row locks of the saga steps
+and the deadline sweeper. (The aggregate's events go to the outbox through the unit of work; an
+order that ends NOTIFYs `order_done` from a trigger, see adapters/completions.py.)"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Select, func, insert, literal_column, select, update
@@ -13,13 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
-from shop_contracts import ExclusionReason, FailureReason, OrderFailed, OrderPaid
-from shopkit.outbox import Outbox
-
-ORDER_DONE_CHANNEL: Final = "order_done"
-"""NOTIFY channel; the payload is the id of an order that just reached PAID or FAILED."""
-
-outbox = Outbox(producer="order")
+from shop_contracts import ExclusionReason, FailureReason
 
 _orders = OrderRow.__table__
 _lines = OrderLineRow.__table__
@@ -75,7 +70,6 @@ class OrderRepository:
             ],
         )
         self._stored_lines[order.order_id] = list(order.lines)
-        await self._publish(order)
 
     async def get(self, order_id: UUID) -> Order | None:
         found = await self._load(_select_orders.where(_orders.c.order_id == order_id))
@@ -123,8 +117,7 @@ class OrderRepository:
         )
 
     async def save(self, order: Order) -> None:
-        """Writes what changed, stages the recorded events and, when the order just ended,
-        notifies the API processes (NOTIFY is delivered only if the transaction commits)."""
+        """Writes the order and the lines that changed."""
         row = _order_row(order)
         for immutable in ("order_id", "user_id", "user_coupon_id", "created_at", "deadline_at"):
             del row[immutable]
@@ -140,17 +133,6 @@ class OrderRepository:
         if changed:
             await self.session.execute(update(OrderLineRow), changed)
         self._stored_lines[order.order_id] = list(order.lines)
-        await self._publish(order)
-
-    async def _publish(self, order: Order) -> None:
-        ended = False
-        for event in order.pull_events():
-            outbox.stage(self.session, event)
-            ended = ended or isinstance(event, OrderPaid | OrderFailed)
-        if ended:
-            await self.session.execute(
-                select(func.pg_notify(ORDER_DONE_CHANNEL, str(order.order_id)))
-            )
 
     async def _load(self, stmt: Select[Any]) -> list[Order]:
         orders = [_to_order(row) for row in (await self.session.execute(stmt)).all()]

@@ -4,32 +4,39 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.completions import OrderCompletions
 from order.api.prefer import requested_wait
 from order.config import Settings
+from shopkit.runtime import Runtime
+from shopkit.uow import UnitOfWork
 
 
 async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session from the API's own pool (see main.create_app); the use case opens and
-    commits its own transactions."""
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.api_sessions
-    async with sessions() as db:
+    """A session from the API's pool (a bulkhead: the saga's workers have their own)."""
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.api_sessions() as db:
         yield db
 
 
-def settings(request: Request) -> Settings:
+async def unit_of_work(request: Request) -> UnitOfWork:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.unit_of_work()
+
+
+# Dependencies are coroutines: a plain `def` one would cost a worker-thread hop per request.
+async def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
 
 
-def completions(request: Request) -> OrderCompletions:
+async def completions(request: Request) -> OrderCompletions:
     value: OrderCompletions = request.app.state.completions
     return value
 
 
-def wait_preference(
+async def wait_preference(
     request: Request,
     prefer: Annotated[
         str | None,
@@ -48,6 +55,7 @@ def wait_preference(
 
 
 Db = Annotated[AsyncSession, Depends(session)]
+Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 AppSettings = Annotated[Settings, Depends(settings)]
 Completions = Annotated[OrderCompletions, Depends(completions)]
 WaitPreference = Annotated[float | None, Depends(wait_preference)]

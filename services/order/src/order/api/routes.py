@@ -5,7 +5,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from order.api.deps import AppSettings, Completions, Db, WaitPreference
+from order.api.deps import AppSettings, Completions, Db, Uow, WaitPreference
 from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
 from order.domain.order import Order
 from order.service import ordering
@@ -27,6 +27,7 @@ _PENDING = "The order is PENDING: the saga goes on; GET /orders/{order_id} tells
 async def place_order(
     request: Request,
     body: PlaceOrderRequest,
+    uow: Uow,
     db: Db,
     claims: OptionalClaims,
     config: AppSettings,
@@ -44,7 +45,7 @@ async def place_order(
     """Places an order; the saga (stock, coupon, payment) runs asynchronously."""
     authorize_user(request, claims, body.user_id)
     placed = await ordering.place_order(
-        db,
+        uow,
         body.command(),
         saga_timeout=timedelta(seconds=config.saga_timeout_s),
         idempotency_key=idempotency_key,

@@ -9,35 +9,36 @@ Batches are claimed with `FOR UPDATE SKIP LOCKED`, so every replica can run the 
 import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from order.adapters.repository import OrderRepository
 from order.config import Settings
 from order.domain.order import Effect
 from order.service import metrics
 from shopkit.logging import bound, get_logger
 from shopkit.runtime import Runtime, Worker
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 
 
-async def expire_overdue(sessions: async_sessionmaker[AsyncSession], limit: int) -> int:
+async def expire_overdue(uow: UnitOfWork, limit: int) -> int:
     """Fails up to `limit` overdue orders in one transaction; how many it failed."""
-    async with sessions() as session, session.begin():
-        repo = OrderRepository(session)
+    async with uow:
+        repo = OrderRepository(uow.session)
         now = datetime.now(UTC)
         overdue = await repo.lock_overdue(now, limit)
         for order in overdue:
             with bound(order_id=str(order.order_id)):
                 if order.expire(now) is Effect.APPLIED:
                     await repo.save(order)
-                    metrics.order_ended(session, order)
+                    uow.collect(order)
+                    metrics.order_ended(uow, order)
                     log.warning(
                         "order_timed_out",
                         stock_reserved=order.stock_reserved,
                         priced=order.pricing is not None,
                         paid_amount=order.paid_amount,
                     )
+        await uow.commit()
     return len(overdue)
 
 
@@ -47,7 +48,10 @@ def deadline_sweeper(settings: Settings) -> Worker:
         while not stop.is_set():
             try:
                 while (
-                    await expire_overdue(runtime.sessions, settings.deadline_sweep_batch)
+                    await expire_overdue(
+                        UnitOfWork(runtime.sessions, settings.service_name),
+                        settings.deadline_sweep_batch,
+                    )
                     == settings.deadline_sweep_batch
                     and not stop.is_set()
                 ):

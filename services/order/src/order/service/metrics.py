@@ -1,14 +1,10 @@
 """The order service's own Prometheus metrics, observed only after the transaction commits
 (a rolled-back or retried saga step is not counted twice)."""
 
-from collections.abc import Callable
-
 from prometheus_client import Counter, Histogram
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from order.domain.order import Order
+from shopkit.uow import UnitOfWork
 
 ORDERS_CREATED = Counter("orders_created_total", "Orders placed (idempotent replays not counted)")
 SAGA_OUTCOMES = Counter(
@@ -24,18 +20,11 @@ SAGA_DURATION = Histogram(
 )
 
 
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    def run(_: Session) -> None:
-        callback()
-
-    event.listen(session.sync_session, "after_commit", run, once=True)
+def order_placed(uow: UnitOfWork) -> None:
+    uow.after_commit(ORDERS_CREATED.inc)
 
 
-def order_placed(session: AsyncSession) -> None:
-    after_commit(session, ORDERS_CREATED.inc)
-
-
-def order_ended(session: AsyncSession, order: Order) -> None:
+def order_ended(uow: UnitOfWork, order: Order) -> None:
     status = order.status.value
     reason = order.failure_reason.value if order.failure_reason else "none"
     elapsed = ((order.finished_at or order.created_at) - order.created_at).total_seconds()
@@ -44,4 +33,4 @@ def order_ended(session: AsyncSession, order: Order) -> None:
         SAGA_OUTCOMES.labels(status, reason).inc()
         SAGA_DURATION.labels(status).observe(elapsed)
 
-    after_commit(session, observe)
+    uow.after_commit(observe)

@@ -16,6 +16,7 @@ from order.domain.order import Order, OrderNotFound
 from order.service import metrics
 from shopkit import idempotency
 from shopkit.logging import bound, get_logger
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -36,7 +37,7 @@ class Placed:
 
 
 async def place_order(
-    session: AsyncSession,
+    uow: UnitOfWork,
     command: PlaceOrder,
     *,
     saga_timeout: timedelta,
@@ -44,7 +45,6 @@ async def place_order(
 ) -> Placed:
     """A new PENDING order and its OrderCreated in the outbox, in one transaction. Under an
     Idempotency-Key, a retry finds the order the first request created (in its current state)."""
-    repo = OrderRepository(session)
     created: list[Order] = []
 
     async def create() -> tuple[int, dict[str, Any]]:
@@ -57,16 +57,18 @@ async def place_order(
             timeout=saga_timeout,
         )
         await repo.add(order)
-        metrics.order_placed(session)
+        uow.collect(order)
+        metrics.order_placed(uow)
         created.append(order)
         return 202, {"order_id": str(order.order_id)}
 
-    async with session.begin():
+    async with uow:
+        repo = OrderRepository(uow.session)
         if idempotency_key is None:
             await create()
         else:
             outcome = await idempotency.once(
-                session,
+                uow.session,
                 scope=f"order:{command.user_id}",
                 key=idempotency_key,
                 body=dataclasses.asdict(command),
@@ -80,6 +82,7 @@ async def place_order(
                 with bound(order_id=str(order_id)):
                     log.info("order_request_replayed")
                 return Placed(replayed, replayed=True)
+        await uow.commit()
     order = created[0]
     with bound(order_id=str(order.order_id)):
         log.info("order_placed", user_id=order.user_id, lines=len(order.lines))

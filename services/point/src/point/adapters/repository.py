@@ -3,12 +3,43 @@
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.adapters.tables import Balance, LedgerEntry, Payment
 from point.domain.ledger import MAX_BALANCE, EntryType, PaymentStatus
+
+_CREDIT = text(
+    """
+WITH credited AS (
+    INSERT INTO balances AS b (user_id, balance) VALUES (:user_id, :amount)
+    ON CONFLICT (user_id) DO UPDATE SET balance = b.balance + :amount, updated_at = now()
+    WHERE CAST(:cap AS bigint) IS NULL OR b.balance + :amount <= :cap
+    RETURNING balance
+), entry AS (
+    INSERT INTO ledger (user_id, type, amount, balance_after, order_id)
+    SELECT :user_id, :type, :amount, balance, CAST(:order_id AS uuid) FROM credited
+)
+SELECT balance FROM credited
+"""
+).bindparams(bindparam("order_id", value=None))
+"""A credit and its ledger entry; with :cap, refused (no row) past the cap."""
+
+_DEBIT = text(
+    """
+WITH debited AS (
+    UPDATE balances SET balance = balance - :amount, updated_at = now()
+    WHERE user_id = :user_id AND balance >= :amount
+    RETURNING balance
+), entry AS (
+    INSERT INTO ledger (user_id, type, amount, balance_after, order_id)
+    SELECT :user_id, 'PAYMENT', :amount, balance, :order_id FROM debited
+)
+SELECT balance FROM debited
+"""
+)
+"""A payment and its ledger entry; no row when the balance does not cover it."""
 
 
 class PointRepository:
@@ -19,63 +50,41 @@ class PointRepository:
         value = await self.session.scalar(select(Balance.balance).where(Balance.user_id == user_id))
         return value or 0
 
-    async def credit_within_cap(self, user_id: int, amount: int) -> int | None:
-        """Adds `amount` unless the balance would pass the cap; the new balance or None."""
-        stmt = (
-            insert(Balance)
-            .values(user_id=user_id, balance=amount)
-            .on_conflict_do_update(
-                index_elements=[Balance.user_id],
-                set_={"balance": Balance.balance + amount},
-                where=Balance.balance + amount <= MAX_BALANCE,
-            )
-            .returning(Balance.balance)
+    async def charge(self, user_id: int, amount: int) -> int | None:
+        """Adds `amount` unless the balance would pass the cap, and writes its ledger entry:
+        the new balance, or None (nothing changed). One statement: the balance's row lock is
+        held for the database's own time only, never a network round trip."""
+        balance: int | None = await self.session.scalar(
+            _CREDIT,
+            {"user_id": user_id, "amount": amount, "cap": MAX_BALANCE, "type": "CHARGE"},
         )
-        return await self.session.scalar(stmt)
+        return balance
 
-    async def credit(self, user_id: int, amount: int) -> int:
-        """Adds `amount` unconditionally (refunds must always go through)."""
-        stmt = (
-            insert(Balance)
-            .values(user_id=user_id, balance=amount)
-            .on_conflict_do_update(
-                index_elements=[Balance.user_id], set_={"balance": Balance.balance + amount}
-            )
-            .returning(Balance.balance)
+    async def refund(self, user_id: int, amount: int, order_id: UUID) -> int:
+        """Gives `amount` back unconditionally (refunds always go through), with its ledger
+        entry, in one statement; the new balance."""
+        balance: int | None = await self.session.scalar(
+            _CREDIT,
+            {
+                "user_id": user_id,
+                "amount": amount,
+                "cap": None,
+                "type": EntryType.REFUND.value,
+                "order_id": order_id,
+            },
         )
-        balance = await self.session.scalar(stmt)
         assert balance is not None
         return balance
 
-    async def debit_if_covered(self, user_id: int, amount: int) -> int | None:
-        """Takes `amount` if the balance covers it; the new balance or None."""
+    async def pay(self, user_id: int, amount: int, order_id: UUID) -> int | None:
+        """Takes `amount` if the balance covers it, with its ledger entry, in one statement;
+        the new balance or None (nothing changed)."""
         if amount == 0:  # nothing owed (e.g. a 100% coupon): even a user never charged can pay
             return await self.balance(user_id)
-        stmt = (
-            update(Balance)
-            .where(Balance.user_id == user_id, Balance.balance >= amount)
-            .values(balance=Balance.balance - amount)
-            .returning(Balance.balance)
+        balance: int | None = await self.session.scalar(
+            _DEBIT, {"user_id": user_id, "amount": amount, "order_id": order_id}
         )
-        return await self.session.scalar(stmt)
-
-    def record(
-        self,
-        user_id: int,
-        type_: EntryType,
-        amount: int,
-        balance_after: int,
-        order_id: UUID | None = None,
-    ) -> None:
-        self.session.add(
-            LedgerEntry(
-                user_id=user_id,
-                type=type_.value,
-                amount=amount,
-                balance_after=balance_after,
-                order_id=order_id,
-            )
-        )
+        return balance
 
     async def history(self, user_id: int, limit: int) -> Sequence[LedgerEntry]:
         stmt = (

@@ -9,6 +9,7 @@ from point.service import charging
 from shopkit import idempotency
 from shopkit.api import IdPath, session
 from shopkit.auth import OptionalClaims, authorize_user
+from shopkit.db import autocommit
 
 router = APIRouter(tags=["points"])
 Db = Annotated[AsyncSession, Depends(session)]
@@ -29,10 +30,11 @@ async def charge(
         balance = await charging.charge(db, user_id, body.amount)
         return 200, BalanceResponse(user_id=user_id, balance=balance).model_dump()
 
+    if idempotency_key is None:
+        await autocommit(db)  # the charge is one statement: its own transaction
+        status, payload = await run()
+        return JSONResponse(payload, status_code=status)
     async with db.begin():
-        if idempotency_key is None:
-            status, payload = await run()
-            return JSONResponse(payload, status_code=status)
         outcome = await idempotency.once(
             db, scope=f"charge:{user_id}", key=idempotency_key, body=body.model_dump(), run=run
         )

@@ -6,16 +6,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.adapters.repository import PointRepository
 from point.adapters.tables import LedgerEntry
-from point.domain.ledger import BalanceLimitExceeded, EntryType
+from point.domain.ledger import BalanceLimitExceeded
 
 
 async def charge(session: AsyncSession, user_id: int, amount: int) -> int:
-    """Adds points; the new balance. Raises BalanceLimitExceeded and changes nothing."""
-    repo = PointRepository(session)
-    balance = await repo.credit_within_cap(user_id, amount)
+    """Adds points and writes the ledger entry (one statement: alone, it is its own
+    transaction); the new balance. Raises BalanceLimitExceeded and changes nothing."""
+    balance = await PointRepository(session).charge(user_id, amount)
     if balance is None:
         raise BalanceLimitExceeded()
-    repo.record(user_id, EntryType.CHARGE, amount, balance)
     return balance
 
 

@@ -1,14 +1,12 @@
 """The point service's saga steps: pay a priced order, give the money back if the order fails.
 
-Both run in the consumer's transaction (the handled-event row commits with them). The payment
+Both run in the consumer's unit of work (the handled-event row commits with them). The payment
 row keyed by order id makes each happen at most once, in whichever order the two events come:
 an order that failed before it was priced gets a CANCELLED row, so a late pay request is refused.
 """
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from point.adapters.repository import PointRepository
-from point.domain.ledger import EntryType, PaymentStatus
+from point.domain.ledger import PaymentStatus
 from shop_contracts import (
     Envelope,
     FailureReason,
@@ -18,22 +16,20 @@ from shop_contracts import (
     PaymentFailed,
 )
 from shopkit.logging import get_logger
-from shopkit.outbox import Outbox
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
-outbox = Outbox(producer="point")
 
 
-async def pay_order(session: AsyncSession, event: OrderPriced, _: Envelope) -> None:
-    repo = PointRepository(session)
+async def pay_order(uow: UnitOfWork, event: OrderPriced, _: Envelope) -> None:
+    repo = PointRepository(uow.session)
     if not await repo.claim_payment(event.order_id, event.user_id, event.total, PaymentStatus.PAID):
         log.info("payment_already_decided")
         return
-    balance = await repo.debit_if_covered(event.user_id, event.total)
+    balance = await repo.pay(event.user_id, event.total, event.order_id)
     if balance is None:
         await repo.set_payment_status(event.order_id, PaymentStatus.DECLINED)
-        outbox.stage(
-            session,
+        uow.emit(
             PaymentFailed(
                 order_id=event.order_id,
                 user_id=event.user_id,
@@ -43,10 +39,7 @@ async def pay_order(session: AsyncSession, event: OrderPriced, _: Envelope) -> N
         )
         log.info("payment_declined", total=event.total)
         return
-    if event.total > 0:
-        repo.record(event.user_id, EntryType.PAYMENT, event.total, balance, event.order_id)
-    outbox.stage(
-        session,
+    uow.emit(
         PaymentCompleted(
             order_id=event.order_id,
             user_id=event.user_id,
@@ -57,8 +50,8 @@ async def pay_order(session: AsyncSession, event: OrderPriced, _: Envelope) -> N
     log.info("payment_completed", total=event.total, balance_after=balance)
 
 
-async def refund_order(session: AsyncSession, event: OrderFailed, _: Envelope) -> None:
-    repo = PointRepository(session)
+async def refund_order(uow: UnitOfWork, event: OrderFailed, _: Envelope) -> None:
+    repo = PointRepository(uow.session)
     if await repo.claim_payment(event.order_id, event.user_id, 0, PaymentStatus.CANCELLED):
         log.info("order_failed_before_payment")
         return
@@ -66,6 +59,5 @@ async def refund_order(session: AsyncSession, event: OrderFailed, _: Envelope) -
     if payment is None:
         return  # declined, cancelled or already refunded: nothing was taken
     if payment.amount > 0:
-        balance = await repo.credit(payment.user_id, payment.amount)
-        repo.record(payment.user_id, EntryType.REFUND, payment.amount, balance, event.order_id)
+        await repo.refund(payment.user_id, payment.amount, event.order_id)
     log.info("payment_refunded", amount=payment.amount)

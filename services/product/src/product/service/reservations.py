@@ -1,6 +1,6 @@
 """The product service's saga steps: reserve an order's stock, give it back if the order fails.
 
-Both run in the consumer's transaction (the handled-event row commits with them). The order's
+Both run in the consumer's unit of work (the handled-event row commits with them). The order's
 reservation row, keyed by order id, makes each happen at most once whatever the delivery: a
 second `OrderCreated` for the same order (another event id) finds the row and does nothing, and
 an order that failed before it was ever reserved gets a RELEASED row, so a late `OrderCreated`
@@ -10,8 +10,6 @@ takes nothing.
 from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from product.adapters.repository import ProductRepository, Released, Taken
 from product.domain.reservation import (
@@ -30,10 +28,9 @@ from shop_contracts import (
     StockReserved,
 )
 from shopkit.logging import get_logger
-from shopkit.outbox import Outbox
+from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
-outbox = Outbox(producer="product")
 
 
 class StockStore(Protocol):
@@ -85,20 +82,20 @@ async def release(store: StockStore, order: OrderFailed) -> list[Released]:
     return released
 
 
-async def reserve_stock(session: AsyncSession, event: OrderCreated, _: Envelope) -> None:
-    outcome = await reserve(ProductRepository(session), event)
+async def reserve_stock(uow: UnitOfWork, event: OrderCreated, _: Envelope) -> None:
+    outcome = await reserve(ProductRepository(uow.session), event)
     if outcome is None:
         log.info("reservation_already_decided")
         return
-    outbox.stage(session, outcome)
+    uow.emit(outcome)
     if isinstance(outcome, StockReserved):
         log.info("stock_reserved", reserved=len(outcome.reserved), excluded=len(outcome.excluded))
     else:
         log.info("stock_rejected", excluded=len(outcome.excluded))
 
 
-async def release_stock(session: AsyncSession, event: OrderFailed, _: Envelope) -> None:
-    released = await release(ProductRepository(session), event)
+async def release_stock(uow: UnitOfWork, event: OrderFailed, _: Envelope) -> None:
+    released = await release(ProductRepository(uow.session), event)
     if not released:
         log.info("release_found_nothing_held")
         return

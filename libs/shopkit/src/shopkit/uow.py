@@ -1,0 +1,97 @@
+"""The unit of work: one database transaction, the events recorded in it, and what must happen
+once it has committed. Every use case and every saga step of every service runs in one:
+
+    async with runtime.unit_of_work() as uow:
+        order = await OrderRepository(uow.session).get_for_update(order_id)
+        order.record_payment(amount, now)
+        uow.collect(order)          # the events the aggregate recorded
+        await uow.commit()          # outbox rows + effects commit together
+
+It rolls back unless committed. The staged events become outbox rows in ONE multi-row INSERT
+just before the commit, so the relay (woken by that commit) publishes them, never an event of a
+rolled-back change. A consumer's batch shares one unit of work across its events.
+"""
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shop_contracts import Envelope, Event
+from shopkit.db import OutboxRow
+
+_outbox = cast(Table, OutboxRow.__table__)
+
+
+class RecordsEvents(Protocol):
+    def pull_events(self) -> Iterable[Event]: ...
+
+
+class UnitOfWork:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], producer: str) -> None:
+        self._sessions = sessions
+        self.producer = producer
+        self._staged: list[dict[str, Any]] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def emit(self, event: Event, occurred_at: datetime | None = None) -> Envelope:
+        """Stage `event`: published if, and only if, this unit of work commits."""
+        envelope = Envelope.wrap(event, producer=self.producer, occurred_at=occurred_at)
+        self._staged.append(
+            {
+                "event_id": envelope.event_id,
+                "topic": event.topic,
+                "key": str(event.order_id),
+                "event_type": envelope.event_type,
+                "envelope": envelope.model_dump(mode="json"),
+            }
+        )
+        return envelope
+
+    def collect(self, *aggregates: RecordsEvents) -> None:
+        """Stage the events the aggregates recorded since they were loaded."""
+        for aggregate in aggregates:
+            for event in aggregate.pull_events():
+                self.emit(event)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (metrics, wake-ups): never for a
+        change that was rolled back."""
+        self._after_commit.append(callback)
+
+    @property
+    def staged(self) -> int:
+        return len(self._staged)
+
+    async def commit(self) -> None:
+        if self._staged:
+            await self.session.execute(insert(_outbox), self._staged)
+            self._staged = []
+        await self.session.commit()
+        self._committed = True
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
