@@ -4,7 +4,8 @@ A poll's messages (up to `consumer_batch_size`, several partitions, each in its 
 handled in ONE unit of work: one multi-row insert of their `(consumer, event_id)` rows into
 processed_events tells which are new, their handlers run one after the other in that
 transaction, the events they emit become outbox rows, and one commit makes it all durable.
-Offsets are committed only after the database commit. A redelivered event finds its row and
+Offsets are committed only after the database commit (at most every
+`consumer_commit_interval_s` under load: a redelivery after a crash is deduplicated anyway). A redelivered event finds its row and
 changes nothing.
 
 When a batch fails, the handler that raised is known: the events before it are redone as a
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -86,6 +88,47 @@ class BatchFailed(Exception):
         self.error = error
 
 
+class _Offsets:
+    """Offsets of what the database has committed, committed to Kafka at most once per
+    `interval_s` under load (each commit is a request to the broker), at once when the consumer
+    goes idle, stops or loses partitions. A crash loses only the last interval's commits: those
+    events are delivered again and found in processed_events."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, interval_s: float) -> None:
+        self._consumer = consumer
+        self._interval_s = interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._last = 0.0
+
+    def done(self, offsets: dict[TopicPartition, int]) -> None:
+        self._pending.update(offsets)
+
+    async def commit(self, *, due_only: bool, only: set[TopicPartition] | None = None) -> None:
+        now = asyncio.get_running_loop().time()
+        if not self._pending or (due_only and now - self._last < self._interval_s):
+            return
+        offsets = {tp: offset for tp, offset in self._pending.items() if only is None or tp in only}
+        if offsets:
+            await self._consumer.commit(offsets)
+        for tp in offsets:
+            del self._pending[tp]
+        self._last = now
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, offsets: _Offsets) -> None:
+        self.offsets = offsets
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        try:
+            await self.offsets.commit(due_only=False, only=set(revoked))
+        except Exception as exc:  # the next owner gets them again; dedupe makes that harmless
+            log.warning("offsets_not_committed_on_revoke", error=repr(exc))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -107,7 +150,11 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
-            consumer = make_consumer(self.settings, self.group_id, *self.topics)
+            consumer = make_consumer(self.settings, self.group_id)
+            offsets = _Offsets(consumer, self.settings.consumer_commit_interval_s)
+            consumer.subscribe(
+                [self.settings.topic(t) for t in self.topics], listener=_CommitOnRevoke(offsets)
+            )
             try:
                 await consumer.start()
                 log.info("consumer_started", consumer=self.group_id, topics=self.topics)
@@ -116,11 +163,12 @@ class EventConsumer:
                     batches = await consumer.getmany(
                         timeout_ms=1_000, max_records=self.settings.consumer_batch_size
                     )
-                    if not batches:
-                        continue
-                    await self.process([m for msgs in batches.values() for m in msgs])
-                    await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
-                    self._observe_lag(consumer, batches)
+                    if batches:
+                        await self.process([m for msgs in batches.values() for m in msgs])
+                        offsets.done({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+                        self._observe_lag(consumer, batches)
+                    await offsets.commit(due_only=bool(batches))
+                await offsets.commit(due_only=False)
             except asyncio.CancelledError:
                 raise
             except Exception:

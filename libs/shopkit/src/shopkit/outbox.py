@@ -14,10 +14,12 @@ exactly-once effect).
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy import BigInteger, Table, Text, bindparam, delete, func, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import OutboxRow
@@ -39,10 +41,21 @@ _unsent = (
         OutboxRow.topic,
         OutboxRow.key,
         OutboxRow.event_type,
-        cast(OutboxRow.envelope, Text).label("envelope"),
+        sql_cast(OutboxRow.envelope, Text).label("envelope"),
     )
-    .where(OutboxRow.sent_at.is_(None))
+    .where(
+        # an InitPlan: evaluated once per statement, before any row is read
+        select(func.pg_try_advisory_xact_lock(_RELAY_LOCK)).scalar_subquery(),
+        OutboxRow.sent_at.is_(None),
+    )
     .order_by(OutboxRow.id)
+    .limit(bindparam("batch"))
+)
+"""The next unsent rows, in id order, if this transaction gets the relay's lock (else none)."""
+_mark_sent = (
+    update(cast(Table, OutboxRow.__table__))
+    .where(OutboxRow.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
+    .values(sent_at=func.now())
 )
 
 
@@ -89,9 +102,7 @@ class OutboxRelay:
         return len(rows)
 
     async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
-        await session.execute(
-            update(OutboxRow).where(OutboxRow.id.in_(ids)).values(sent_at=func.now())
-        )
+        await session.execute(_mark_sent, {"ids": ids})
 
     async def observe(self) -> None:
         """Backlog metrics, and sent rows past their retention deleted."""

@@ -84,6 +84,12 @@ class ServiceSettings(BaseSettings):
         description="Most messages handled in one transaction (a poll's batch; one event per "
         "transaction when a batch fails).",
     )
+    consumer_commit_interval_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="Offsets are committed to Kafka (always after the database commit) at most "
+        "this often under load; 0 commits after every batch.",
+    )
     consumer_fetch_max_wait_ms: int = Field(
         default=500, ge=1, description="How long a fetch waits for messages at the broker."
     )

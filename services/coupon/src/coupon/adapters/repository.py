@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -13,6 +13,8 @@ from sqlalchemy import (
     DateTime,
     Row,
     Select,
+    Table,
+    bindparam,
     func,
     literal,
     select,
@@ -88,6 +90,20 @@ SELECT NULL, user_id, NULL, NULL FROM asked WHERE user_id NOT IN (SELECT user_id
 )
 """Issues a batch (see take_copies): returns the copies issued, and the users who already held
 one (id NULL); every other user asked was too late (sold out)."""
+
+
+_pricings = cast(Table, OrderPricing.__table__)
+_CLAIM_PRICING: Final = (
+    insert(_pricings)
+    .values({c: bindparam(c) for c in ("order_id", "user_id", "user_coupon_id", "status")})
+    .on_conflict_do_nothing(index_elements=[_pricings.c.order_id])
+    .returning(_pricings.c.order_id)
+)
+_FINISH_PRICING: Final = (
+    update(_pricings)
+    .where(_pricings.c.order_id == bindparam("b_order_id"))
+    .values({c: bindparam(c) for c in ("status", "subtotal", "discount", "total", "detail")})
+)
 
 
 class CouponRepository:
@@ -270,18 +286,16 @@ class CouponRepository:
 
     async def claim_pricing(self, order_id: UUID, user_id: int, user_coupon_id: int | None) -> bool:
         """Starts pricing this order; False when it was priced or closed before."""
-        stmt = (
-            insert(OrderPricing)
-            .values(
-                order_id=order_id,
-                user_id=user_id,
-                user_coupon_id=user_coupon_id,
-                status=PricingStatus.PRICING.value,
-            )
-            .on_conflict_do_nothing(index_elements=[OrderPricing.order_id])
-            .returning(OrderPricing.order_id)
+        claimed = await self.session.scalar(
+            _CLAIM_PRICING,
+            {
+                "order_id": order_id,
+                "user_id": user_id,
+                "user_coupon_id": user_coupon_id,
+                "status": PricingStatus.PRICING.value,
+            },
         )
-        return await self.session.scalar(stmt) is not None
+        return claimed is not None
 
     async def finish_pricing(
         self,
@@ -291,15 +305,15 @@ class CouponRepository:
         detail: str | None = None,
     ) -> None:
         await self.session.execute(
-            update(OrderPricing)
-            .where(OrderPricing.order_id == order_id)
-            .values(
-                status=status.value,
-                subtotal=None if price is None else price.subtotal,
-                discount=None if price is None else price.discount,
-                total=None if price is None else price.total,
-                detail=detail,
-            )
+            _FINISH_PRICING,
+            {
+                "b_order_id": order_id,
+                "status": status.value,
+                "subtotal": None if price is None else price.subtotal,
+                "discount": None if price is None else price.discount,
+                "total": None if price is None else price.total,
+                "detail": detail,
+            },
         )
 
     async def close_pricing(self, order_id: UUID, user_id: int) -> None:

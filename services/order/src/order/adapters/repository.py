@@ -5,10 +5,10 @@ order that ends NOTIFYs `order_done` from a trigger, see adapters/completions.py
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import Select, func, insert, literal_column, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,8 +16,8 @@ from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
 from shop_contracts import ExclusionReason, FailureReason
 
-_orders = OrderRow.__table__
-_lines = OrderLineRow.__table__
+_orders = cast(Table, OrderRow.__table__)
+_lines = cast(Table, OrderLineRow.__table__)
 
 _lines_of_order = (
     select(
@@ -45,6 +45,44 @@ _lines_of_order = (
 _select_orders = select(_orders, _lines_of_order)
 """An order and its lines in one statement (one round trip; a FOR UPDATE locks the order row)."""
 
+# The saga's statements, built once: SQLAlchemy compiles each once and caches it, and Core
+# statements on tables skip the ORM's bulk-persistence machinery (a third of the cost).
+_ORDER_BY_ID: Final = _select_orders.where(_orders.c.order_id == bindparam("order_id"))
+_LOCK_ORDER: Final = (
+    select(_orders.c.order_id).where(_orders.c.order_id == bindparam("order_id")).with_for_update()
+)
+_INSERT_ORDER: Final = insert(_orders)
+_INSERT_LINES: Final = insert(_lines)
+_MUTABLE: Final = (
+    "status",
+    "failure_reason",
+    "stock_reserved",
+    "subtotal",
+    "discount",
+    "total",
+    "paid_amount",
+    "paid_at",
+    "finished_at",
+)
+_UPDATE_ORDER: Final = (
+    update(_orders)
+    .where(_orders.c.order_id == bindparam("b_order_id"))
+    .values({column: bindparam(column) for column in _MUTABLE})
+)
+_UPDATE_LINE: Final = (
+    update(_lines)
+    .where(
+        _lines.c.order_id == bindparam("b_order_id"),
+        _lines.c.position == bindparam("b_position"),
+    )
+    .values(
+        {
+            column: bindparam(column)
+            for column in ("status", "excluded_reason", "name", "unit_price")
+        }
+    )
+)
+
 
 @asynccontextmanager
 async def reading(session: AsyncSession) -> AsyncIterator["OrderRepository"]:
@@ -61,9 +99,9 @@ class OrderRepository:
         self._stored_lines: dict[UUID, list[Line]] = {}
 
     async def add(self, order: Order) -> None:
-        await self.session.execute(insert(OrderRow).values(**_order_row(order)))
+        await self.session.execute(_INSERT_ORDER, _order_row(order))
         await self.session.execute(
-            insert(OrderLineRow),
+            _INSERT_LINES,
             [
                 _line_row(order.order_id, position, line)
                 for position, line in enumerate(order.lines)
@@ -72,7 +110,7 @@ class OrderRepository:
         self._stored_lines[order.order_id] = list(order.lines)
 
     async def get(self, order_id: UUID) -> Order | None:
-        found = await self._load(_select_orders.where(_orders.c.order_id == order_id))
+        found = await self._load(_ORDER_BY_ID, {"order_id": order_id})
         return found[0] if found else None
 
     async def get_for_update(self, order_id: UUID) -> Order | None:
@@ -81,9 +119,7 @@ class OrderRepository:
         Lock first, read second: a statement that waits for a row lock re-reads only the locked
         row when the lock is granted, not its subqueries, so one `SELECT … FOR UPDATE` with the
         lines aggregated would see the lines as they were before the previous step committed."""
-        locked = await self.session.scalar(
-            select(_orders.c.order_id).where(_orders.c.order_id == order_id).with_for_update()
-        )
+        locked = await self.session.scalar(_LOCK_ORDER, {"order_id": order_id})
         if locked is None:
             return None
         return await self.get(order_id)
@@ -119,23 +155,22 @@ class OrderRepository:
     async def save(self, order: Order) -> None:
         """Writes the order and the lines that changed."""
         row = _order_row(order)
-        for immutable in ("order_id", "user_id", "user_coupon_id", "created_at", "deadline_at"):
-            del row[immutable]
         await self.session.execute(
-            update(OrderRow).where(OrderRow.order_id == order.order_id).values(**row)
+            _UPDATE_ORDER,
+            {"b_order_id": order.order_id, **{column: row[column] for column in _MUTABLE}},
         )
         stored = self._stored_lines.get(order.order_id, [])
         changed = [
-            _line_row(order.order_id, position, line)
+            {"b_order_id": order.order_id, "b_position": position, **_line_values(line)}
             for position, line in enumerate(order.lines)
             if position >= len(stored) or stored[position] != line
         ]
         if changed:
-            await self.session.execute(update(OrderLineRow), changed)
+            await self.session.execute(_UPDATE_LINE, changed)
         self._stored_lines[order.order_id] = list(order.lines)
 
-    async def _load(self, stmt: Select[Any]) -> list[Order]:
-        orders = [_to_order(row) for row in (await self.session.execute(stmt)).all()]
+    async def _load(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Order]:
+        orders = [_to_order(row) for row in (await self.session.execute(stmt, params)).all()]
         for order in orders:
             self._stored_lines[order.order_id] = list(order.lines)
         return orders
@@ -204,6 +239,13 @@ def _line_row(order_id: UUID, position: int, line: Line) -> dict[str, Any]:
         "position": position,
         "product_id": line.product_id,
         "quantity": line.quantity,
+        **_line_values(line),
+    }
+
+
+def _line_values(line: Line) -> dict[str, Any]:
+    """What a saga step may change on a line."""
+    return {
         "status": line.status.value,
         "excluded_reason": line.excluded_reason.value if line.excluded_reason else None,
         "name": line.name,

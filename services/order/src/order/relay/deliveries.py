@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shopkit.db import NAMING_CONVENTION
+from shopkit.db import NAMING_CONVENTION, autocommit
 
 _SCHEMA_LOCK = 7_202_611_260
 
@@ -58,18 +59,30 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         await conn.run_sync(metadata.create_all)
 
 
+_DELIVERED = select(relay_deliveries.c.event_id).where(
+    relay_deliveries.c.event_id == bindparam("event_id"),
+    relay_deliveries.c.status == Outcome.DELIVERED.value,
+)
+_upsert = insert(relay_deliveries)
+_RECORD = _upsert.on_conflict_do_update(
+    index_elements=[relay_deliveries.c.event_id],
+    set_={
+        "status": _upsert.excluded.status,
+        "attempts": _upsert.excluded.attempts,
+        "last_error": _upsert.excluded.last_error,
+        "finished_at": func.now(),
+    },
+    where=relay_deliveries.c.status != Outcome.DELIVERED.value,
+)
+
+
 class Deliveries:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
     async def delivered(self, event_id: UUID) -> bool:
         async with self.sessions() as session:
-            found = await session.scalar(
-                select(relay_deliveries.c.event_id).where(
-                    relay_deliveries.c.event_id == event_id,
-                    relay_deliveries.c.status == Outcome.DELIVERED.value,
-                )
-            )
+            found = await (await autocommit(session)).scalar(_DELIVERED, {"event_id": event_id})
         return found is not None
 
     async def record(
@@ -80,26 +93,19 @@ class Deliveries:
         attempts: int,
         last_error: str | None = None,
     ) -> None:
-        """Upsert; a DELIVERED row is final (a later dead-letter of a replay never hides it)."""
-        stmt = insert(relay_deliveries).values(
-            event_id=event_id,
-            order_id=order_id,
-            status=outcome.value,
-            attempts=attempts,
-            last_error=last_error,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[relay_deliveries.c.event_id],
-            set_={
-                "status": stmt.excluded.status,
-                "attempts": stmt.excluded.attempts,
-                "last_error": stmt.excluded.last_error,
-                "finished_at": func.now(),
-            },
-            where=relay_deliveries.c.status != Outcome.DELIVERED.value,
-        )
-        async with self.sessions() as session, session.begin():
-            await session.execute(stmt)
+        """Upsert; a DELIVERED row is final (a later dead-letter of a replay never hides it).
+        One statement, its own transaction (one round trip)."""
+        async with self.sessions() as session:
+            await (await autocommit(session)).execute(
+                _RECORD,
+                {
+                    "event_id": event_id,
+                    "order_id": order_id,
+                    "status": outcome.value,
+                    "attempts": attempts,
+                    "last_error": last_error,
+                },
+            )
 
     async def prune(self, older_than: timedelta) -> None:
         async with self.sessions() as session, session.begin():

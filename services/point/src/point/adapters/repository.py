@@ -1,9 +1,10 @@
 """All of the point service's SQL. Every balance change is one conditional statement."""
 
 from collections.abc import Sequence
+from typing import cast
 from uuid import UUID
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +41,20 @@ SELECT balance FROM debited
 """
 )
 """A payment and its ledger entry; no row when the balance does not cover it."""
+
+
+_payments = cast(Table, Payment.__table__)
+_CLAIM_PAYMENT = (
+    insert(_payments)
+    .values(
+        order_id=bindparam("order_id"),
+        user_id=bindparam("user_id"),
+        amount=bindparam("amount"),
+        status=bindparam("status"),
+    )
+    .on_conflict_do_nothing(index_elements=[_payments.c.order_id])
+    .returning(_payments.c.order_id)
+)
 
 
 class PointRepository:
@@ -99,13 +114,11 @@ class PointRepository:
         self, order_id: UUID, user_id: int, amount: int, status: PaymentStatus
     ) -> bool:
         """Creates the order's payment row; False when the order already has one."""
-        stmt = (
-            insert(Payment)
-            .values(order_id=order_id, user_id=user_id, amount=amount, status=status.value)
-            .on_conflict_do_nothing(index_elements=[Payment.order_id])
-            .returning(Payment.order_id)
+        claimed = await self.session.scalar(
+            _CLAIM_PAYMENT,
+            {"order_id": order_id, "user_id": user_id, "amount": amount, "status": status.value},
         )
-        return await self.session.scalar(stmt) is not None
+        return claimed is not None
 
     async def set_payment_status(self, order_id: UUID, status: PaymentStatus) -> None:
         await self.session.execute(

@@ -3,10 +3,11 @@ product (`stock = stock ± q`, guarded by `stock >= q` when taking), never read-
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final, cast
 from uuid import UUID
 
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy import insert as plain_insert
-from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,29 @@ class Released:
     quantity: int
 
 
+_products = cast(Table, Product.__table__)
+_orders = cast(Table, ReservationOrder.__table__)
+
+# The saga's and the reads' statements, built once (compiled once, cached by SQLAlchemy).
+_PRODUCT: Final = select(Product).where(Product.id == bindparam("product_id"))
+_EXISTS: Final = select(_products.c.id).where(_products.c.id == bindparam("product_id"))
+_TAKE_STOCK: Final = (
+    update(_products)
+    .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
+    .values(stock=_products.c.stock - bindparam("quantity"))
+    .returning(_products.c.name, _products.c.price)
+)
+_CLAIM_ORDER: Final = (
+    insert(_orders)
+    .values(
+        order_id=bindparam("order_id"), user_id=bindparam("user_id"), status=bindparam("status")
+    )
+    .on_conflict_do_nothing(index_elements=[_orders.c.order_id])
+    .returning(_orders.c.order_id)
+)
+_RECORD_LINES: Final = plain_insert(cast(Table, ReservationLine.__table__))
+
+
 class ProductRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -37,7 +61,7 @@ class ProductRepository:
         return (await self.session.scalars(select(Product).order_by(Product.id))).all()
 
     async def get(self, product_id: int) -> Product | None:
-        return await self.session.scalar(select(Product).where(Product.id == product_id))
+        return await self.session.scalar(_PRODUCT, {"product_id": product_id})
 
     async def add(self, name: str, price: int, stock: int) -> Product:
         stmt = plain_insert(Product).values(name=name, price=price, stock=stock).returning(Product)
@@ -58,21 +82,15 @@ class ProductRepository:
     # reservations
 
     async def exists(self, product_id: int) -> bool:
-        return (
-            await self.session.scalar(select(Product.id).where(Product.id == product_id))
-            is not None
-        )
+        return await self.session.scalar(_EXISTS, {"product_id": product_id}) is not None
 
     async def take_stock(self, product_id: int, quantity: int) -> Taken | None:
         """Takes `quantity` if that much is left; the product's name and price, or None."""
-        stmt = (
-            update(Product)
-            .where(Product.id == product_id, Product.stock >= quantity)
-            .values(stock=Product.stock - quantity)
-            .returning(Product.name, Product.price)
-            .execution_options(synchronize_session=False)
-        )
-        row = (await self.session.execute(stmt)).one_or_none()
+        row = (
+            await self.session.execute(
+                _TAKE_STOCK, {"product_id": product_id, "quantity": quantity}
+            )
+        ).one_or_none()
         return None if row is None else Taken(name=row.name, unit_price=row.price)
 
     async def give_back(self, product_id: int, quantity: int) -> None:
@@ -85,13 +103,10 @@ class ProductRepository:
 
     async def claim_order(self, order_id: UUID, user_id: int, status: ReservationStatus) -> bool:
         """Creates the order's reservation row; False when the order already has one."""
-        stmt = (
-            insert(ReservationOrder)
-            .values(order_id=order_id, user_id=user_id, status=status.value)
-            .on_conflict_do_nothing(index_elements=[ReservationOrder.order_id])
-            .returning(ReservationOrder.order_id)
+        claimed = await self.session.scalar(
+            _CLAIM_ORDER, {"order_id": order_id, "user_id": user_id, "status": status.value}
         )
-        return await self.session.scalar(stmt) is not None
+        return claimed is not None
 
     async def set_order_status(self, order_id: UUID, status: ReservationStatus) -> None:
         await self.session.execute(
@@ -105,7 +120,7 @@ class ProductRepository:
         if not lines:
             return
         await self.session.execute(
-            plain_insert(ReservationLine),
+            _RECORD_LINES,
             [
                 {
                     "order_id": order_id,

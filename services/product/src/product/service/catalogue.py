@@ -7,16 +7,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from product.adapters.repository import ProductRepository
 from product.adapters.tables import Product
 from product.domain.catalogue import ProductNotFound
+from shopkit.db import autocommit
 
 
 async def list_products(session: AsyncSession) -> Sequence[Product]:
-    async with session.begin():
-        return await ProductRepository(session).all()
+    return await ProductRepository(await autocommit(session)).all()
 
 
 async def get_product(session: AsyncSession, product_id: int) -> Product:
-    async with session.begin():
-        product = await ProductRepository(session).get(product_id)
+    """One statement, its own transaction: one round trip."""
+    product = await ProductRepository(await autocommit(session)).get(product_id)
     if product is None:
         raise ProductNotFound(product_id)
     return product
