@@ -111,7 +111,6 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         },
     )
     ranking.env["RANKING_HTTP_PORT"] = str(ranking.port)
-    stack.push_async_callback(ranking.stop)
     reference_url = await stack.enter_async_context(temp_database("bench_ref"))
     reference = ServiceProcess(
         name="reference",
@@ -128,8 +127,40 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     reference.env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
-    stack.push_async_callback(reference.stop)
-    await asyncio.gather(ranking.start(), reference.start())
+    # The rest of the shop runs too, so its CPU is taken from what is measured as it would be
+    # in production: the data-platform relay (and a stand-in platform) and the ranking worker.
+    standin_port = free_port()
+    standin = ServiceProcess(
+        name="dataplatform",
+        module="dataplatform_standin",
+        port=standin_port,
+        ready_path="/healthz",
+        env={"STANDIN_PORT": str(standin_port), "LOG_LEVEL": "WARNING"},
+    )
+    relay = ServiceProcess(
+        name="order-relay",
+        module="order.relay",
+        port=free_port(),
+        env={
+            **SERVICE_ENV,
+            "KAFKA_TOPIC_PREFIX": f"{run}.",
+            "ORDER_RELAY_DATABASE_URL": system.database_urls["order"],
+            "DATA_PLATFORM_URL": standin.url,
+        },
+    )
+    relay.env["ORDER_RELAY_HTTP_PORT"] = str(relay.port)
+    ranking_worker = ServiceProcess(
+        name="ranking-worker",
+        module="ranking.workers",
+        port=0,
+        ready_path=None,
+        env={**SERVICE_ENV, "KAFKA_TOPIC_PREFIX": f"{run}.", "RANKING_DATABASE_URL": ranking_url},
+    )
+    extras = (standin, relay, ranking_worker)
+    for process in (ranking, reference, *extras):
+        stack.push_async_callback(process.stop)
+    await asyncio.gather(ranking.start(), reference.start(), standin.start())
+    await asyncio.gather(relay.start(), ranking_worker.start())
 
     for name, process in (("ranking", ranking), ("reference", reference)):
         urls[name] = process.url
@@ -137,7 +168,12 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     sqlalchemy_urls["reference"] = reference_url
     pids = {
         name: process.process.pid
-        for name, process in {**system.services, "ranking": ranking, "reference": reference}.items()
+        for name, process in {
+            **system.services,
+            "ranking": ranking,
+            "reference": reference,
+            **{p.name: p for p in extras},
+        }.items()
         if process.process is not None
     }
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))

@@ -23,6 +23,8 @@ class ServiceProcess:
     env: dict[str, str]
     port: int
     module: str = ""
+    ready_path: str | None = "/readyz"
+    """Polled until it answers 200; None for a process without HTTP (started, not awaited)."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -41,6 +43,8 @@ class ServiceProcess:
         await self.wait_ready(timeout_s)
 
     async def wait_ready(self, timeout_s: float) -> None:
+        if self.ready_path is None:
+            return
         deadline = asyncio.get_running_loop().time() + timeout_s
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
@@ -50,7 +54,7 @@ class ServiceProcess:
                         f"{self.name} exited with {self.process.returncode}; see {LOG_DIR}"
                     )
                 try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                    if (await client.get(f"{self.url}{self.ready_path}")).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass

@@ -48,9 +48,24 @@ _select_orders = select(_orders, _lines_of_order)
 # The saga's statements, built once: SQLAlchemy compiles each once and caches it, and Core
 # statements on tables skip the ORM's bulk-persistence machinery (a third of the cost).
 _ORDER_BY_ID: Final = _select_orders.where(_orders.c.order_id == bindparam("order_id"))
-_LOCK_ORDER: Final = (
-    select(_orders.c.order_id).where(_orders.c.order_id == bindparam("order_id")).with_for_update()
+_seen = _orders.alias("seen")
+_LOCK_AND_READ: Final = (
+    select(
+        _orders,
+        _lines_of_order,
+        literal_column("orders.xmin::text").label("locked_version"),
+        select(literal_column("seen.xmin::text"))
+        .where(_seen.c.order_id == _orders.c.order_id)
+        .scalar_subquery()
+        .label("snapshot_version"),
+    )
+    .where(_orders.c.order_id == bindparam("order_id"))
+    .with_for_update(of=_orders)
 )
+"""Locks the order and reads it with its lines in one round trip. If the lock had to wait for
+another step's commit, the locked row is that step's version but the lines (a subquery) are
+read from this statement's older snapshot: the row's version (xmin) then differs from the
+snapshot's, and the caller reads the order again (see get_for_update)."""
 _INSERT_ORDER: Final = insert(_orders)
 _INSERT_LINES: Final = insert(_lines)
 _MUTABLE: Final = (
@@ -116,13 +131,19 @@ class OrderRepository:
     async def get_for_update(self, order_id: UUID) -> Order | None:
         """The order with its row locked until the transaction ends (saga steps serialize here).
 
-        Lock first, read second: a statement that waits for a row lock re-reads only the locked
-        row when the lock is granted, not its subqueries, so one `SELECT … FOR UPDATE` with the
-        lines aggregated would see the lines as they were before the previous step committed."""
-        locked = await self.session.scalar(_LOCK_ORDER, {"order_id": order_id})
-        if locked is None:
+        A statement that waits for a row lock re-reads only the locked row when the lock is
+        granted, not its subqueries: one `SELECT … FOR UPDATE` with the lines aggregated would
+        see the lines as they were before the previous step committed. The row's version tells
+        when that happened (rarely: only steps of one order racing), and then the order is read
+        again, under the lock, by a new statement with a new snapshot."""
+        row = (await self.session.execute(_LOCK_AND_READ, {"order_id": order_id})).one_or_none()
+        if row is None:
             return None
-        return await self.get(order_id)
+        if row.locked_version != row.snapshot_version:
+            return await self.get(order_id)
+        order = _to_order(row)
+        self._stored_lines[order.order_id] = list(order.lines)
+        return order
 
     async def lock_overdue(self, now: datetime, limit: int) -> list[Order]:
         """Up to `limit` PENDING orders past their deadline, locked; rows another transaction
