@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select
+from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -172,3 +172,60 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered(
     assert failures == settings.consumer_max_retries + 3
     assert not any(late.values())
     assert await effect_count(sessions, order_id) == 1
+
+
+async def test_another_consumers_event_is_skipped_unread_by_its_header(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    marker = uuid.uuid4()
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, record_effect),
+    ):
+        producer = make_producer(settings)
+        await producer.start()
+        # not JSON at all: read, it would be dead-lettered; its header says it is not ours
+        await producer.send_and_wait(
+            settings.topic(topics.PAYMENT_EVENTS),
+            b"{not json",
+            key=b"k",
+            headers=[("event_type", b"OrderCreated")],
+        )
+        await producer.stop()
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(marker))
+        await eventually(lambda: effect_count(sessions, marker))
+        late = await dead_letters.getmany(timeout_ms=1_000)
+    assert not any(late.values())
+
+
+async def test_a_failing_event_in_a_batch_is_isolated_and_the_rest_commit_in_few_transactions(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = uuid.uuid4()
+    transactions: set[int] = set()
+
+    async def handler(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
+        if payment.amount == 10:
+            raise ValueError("poison")
+        transactions.add(int(await uow.session.scalar(text("SELECT txid_current()")) or 0))
+        await record_effect(uow, payment, envelope)
+
+    batch = [event(order_id, amount=n) for n in range(20)]  # one key: one partition, in order
+    await ensure_topics(settings, list(topics.ALL_TOPICS))
+    await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), *batch)  # before it starts
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, handler),
+    ):
+        await eventually(lambda: _at_least(sessions, order_id, 19))
+        [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
+    assert Envelope.model_validate_json(dead.value).payload["amount"] == 10
+    assert await effect_count(sessions, order_id) == 19
+    # the first attempt (rolled back) + the 10 before the poison + the 9 after: not 19 commits
+    assert len(transactions) <= 4
+
+
+async def _at_least(
+    sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID, n: int
+) -> bool:
+    return await effect_count(sessions, order_id) >= n

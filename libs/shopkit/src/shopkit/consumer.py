@@ -34,9 +34,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType, topics
-from shopkit.kafka import make_consumer
+from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
 from shopkit.metrics import CONSUMER_BATCH, CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
+from shopkit.pace import Pace
 from shopkit.settings import ServiceSettings
 from shopkit.uow import UnitOfWork
 
@@ -159,11 +160,14 @@ class EventConsumer:
                 await consumer.start()
                 log.info("consumer_started", consumer=self.group_id, topics=self.topics)
                 backoff = 1.0
+                pace = Pace(self.settings.consumer_linger_ms / 1000)
                 while not stop.is_set():
+                    await pace.wait()
                     batches = await consumer.getmany(
                         timeout_ms=1_000, max_records=self.settings.consumer_batch_size
                     )
                     if batches:
+                        pace.started()
                         await self.process([m for msgs in batches.values() for m in msgs])
                         offsets.done({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
                         self._observe_lag(consumer, batches)
@@ -283,6 +287,8 @@ class EventConsumer:
     async def _decode(self, message: Record) -> Delivery | None:
         """The delivery, or None for another consumer's event type (shared topics) and for a
         message that cannot be read (dead-lettered at once: no retry can fix it)."""
+        if not self._may_handle(message):
+            return None  # told by its header: no need to read it
         try:
             envelope = Envelope.model_validate_json(message.value)
         except ValidationError as exc:
@@ -298,6 +304,13 @@ class EventConsumer:
                 await self._dead_letter(message, f"invalid payload: {exc}")
             return None
         return Delivery(message, handler, event, envelope)
+
+    def _may_handle(self, message: Record) -> bool:
+        """False when the message's `event_type` header (set by every outbox relay) names an
+        event this consumer has no handler for: most events on a shared topic are another
+        consumer's, and reading their JSON would cost more than everything else done here."""
+        event_type = event_type_of(message.headers)
+        return event_type is None or event_type in self.handlers
 
     async def _dead_letter(self, message: Record, error: str) -> None:
         DEAD_LETTERED.labels(self.group_id).inc()

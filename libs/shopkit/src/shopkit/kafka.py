@@ -1,5 +1,7 @@
 """Kafka plumbing shared by every service: an idempotent producer and topic creation."""
 
+from collections.abc import Iterable, Mapping
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -19,6 +21,21 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         linger_ms=settings.kafka_linger_ms,
         request_timeout_ms=15_000,
     )
+
+
+EVENT_TYPE_HEADER = "event_type"
+"""Set by every outbox relay: lets a consumer skip another consumer's events unread."""
+
+
+def event_type_of(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+) -> str | None:
+    """The `event_type` header of a message, or None when it has none."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == EVENT_TYPE_HEADER:
+            return value.decode(errors="replace")
+    return None
 
 
 def make_consumer(settings: ServiceSettings, group_id: str, *topics: str) -> AIOKafkaConsumer:

@@ -23,10 +23,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import OutboxRow
+from shopkit.kafka import EVENT_TYPE_HEADER
 from shopkit.listen import PgListener, first_of
 from shopkit.logging import get_logger
 from shopkit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from shopkit.migrations import OUTBOX_CHANNEL
+from shopkit.pace import Pace
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -91,7 +93,7 @@ class OutboxRelay:
                     self.settings.topic(row.topic),
                     value=row.envelope.encode(),
                     key=row.key.encode(),
-                    headers=[("event_type", row.event_type.encode())],
+                    headers=[(EVENT_TYPE_HEADER, row.event_type.encode())],
                 )
                 for row in rows
             ]
@@ -127,7 +129,10 @@ class OutboxRelay:
         next_observe = 0.0
         idle_wait = self.settings.outbox_poll_interval_s
         backoff = idle_wait
+        pace = Pace(self.settings.outbox_linger_ms / 1000)
         while not stop.is_set():
+            await pace.wait()
+            pace.started()
             self._wake.clear()  # a commit from now on wakes the next round
             wait = idle_wait
             try:

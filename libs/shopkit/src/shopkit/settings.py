@@ -70,6 +70,13 @@ class ServiceSettings(BaseSettings):
     )
 
     outbox_batch_size: int = 500
+    outbox_linger_ms: float = Field(
+        default=10,
+        ge=0,
+        description="Under load, the relay publishes at most once per this many ms, so one "
+        "round of SQL and one produce request carry the events of several commits (a lone "
+        "event, after a quiet spell, goes at once).",
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0,
         gt=0,
@@ -83,6 +90,13 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="Most messages handled in one transaction (a poll's batch; one event per "
         "transaction when a batch fails).",
+    )
+    consumer_linger_ms: float = Field(
+        default=10,
+        ge=0,
+        description="Under load, a consumer starts a transaction at most once per this many "
+        "ms, so one transaction carries the events of several polls (a lone event, after a "
+        "quiet spell, is handled at once).",
     )
     consumer_commit_interval_s: float = Field(
         default=0.5,

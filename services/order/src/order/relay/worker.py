@@ -35,7 +35,7 @@ from order.relay.deliveries import Deliveries, Outcome
 from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
-from shopkit.kafka import make_consumer
+from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
 
 log = get_logger(__name__)
@@ -178,6 +178,8 @@ class DataPlatformRelay:
 
     async def handle(self, record: Record) -> None:
         """One event: deliver an OrderPaid once, dead-letter it after the last attempt."""
+        if event_type_of(record.headers) not in (None, OrderPaid.__name__):
+            return  # the saga's other events share the topic (told by the header, unread)
         try:
             envelope = Envelope.model_validate_json(record.value)
         except ValidationError as exc:

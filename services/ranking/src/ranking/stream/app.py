@@ -33,6 +33,7 @@ from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.db import create_engine, session_factory
+from shopkit.kafka import event_type_of
 from shopkit.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,6 +90,8 @@ class SalesStream:
     async def _consume(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
+            if event_type_of(message.headers) not in (None, OrderPaid.__name__):
+                continue  # the saga's other events share the topic (told by the header, unread)
             await self.handle(message.value, message.key, message.partition, message.offset)
 
     async def handle(self, value: bytes, key: bytes | None, partition: int, offset: int) -> None:
