@@ -1,4 +1,8 @@
-"""Which event runs which saga step: the coupon service's consumers, in one place."""
+"""Which event runs which saga step: the coupon service's consumer, in one place.
+
+One consumer group for both steps (one fetch loop, one transaction per batch): pricing comes
+on the stock topic, the coupon's return on the order topic; they meet on the order's pricing
+row whichever comes first."""
 
 from coupon.service.pricing import price_order, restore_coupon
 from shop_contracts import OrderFailed, StockReserved, topics
@@ -6,13 +10,8 @@ from shopkit.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(
-        group_id="coupon.pricing",
-        topics=[topics.STOCK_EVENTS],
-        handlers={StockReserved: price_order},
-    ),
-    ConsumerSpec(
-        group_id="coupon.compensation",
-        topics=[topics.ORDER_EVENTS],
-        handlers={OrderFailed: restore_coupon},
+        group_id="coupon.saga",
+        topics=[topics.STOCK_EVENTS, topics.ORDER_EVENTS],
+        handlers={StockReserved: price_order, OrderFailed: restore_coupon},
     ),
 ]

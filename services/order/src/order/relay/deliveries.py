@@ -6,6 +6,7 @@ migrations cannot take a separate Alembic version table, so the table is created
 start-up (idempotent, under an advisory lock so replicas starting together do it once).
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
@@ -24,8 +25,8 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shopkit.db import NAMING_CONVENTION, autocommit
@@ -59,10 +60,6 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         await conn.run_sync(metadata.create_all)
 
 
-_DELIVERED = select(relay_deliveries.c.event_id).where(
-    relay_deliveries.c.event_id == bindparam("event_id"),
-    relay_deliveries.c.status == Outcome.DELIVERED.value,
-)
 _upsert = insert(relay_deliveries)
 _RECORD = _upsert.on_conflict_do_update(
     index_elements=[relay_deliveries.c.event_id],
@@ -76,35 +73,55 @@ _RECORD = _upsert.on_conflict_do_update(
 )
 
 
+@dataclass(frozen=True)
+class Finished:
+    """How one event's delivery ended, to be recorded."""
+
+    event_id: UUID
+    order_id: UUID
+    outcome: Outcome
+    attempts: int
+    last_error: str | None = None
+
+
+_DELIVERED_AMONG = select(relay_deliveries.c.event_id).where(
+    relay_deliveries.c.event_id == func.any(bindparam("event_ids", type_=ARRAY(PgUUID()))),
+    relay_deliveries.c.status == Outcome.DELIVERED.value,
+)
+
+
 class Deliveries:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def delivered(self, event_id: UUID) -> bool:
+    async def delivered_among(self, event_ids: list[UUID]) -> set[UUID]:
+        """Which of `event_ids` were delivered before (one statement)."""
+        if not event_ids:
+            return set()
         async with self.sessions() as session:
-            found = await (await autocommit(session)).scalar(_DELIVERED, {"event_id": event_id})
-        return found is not None
+            found = await (await autocommit(session)).scalars(
+                _DELIVERED_AMONG, {"event_ids": event_ids}
+            )
+            return set(found)
 
-    async def record(
-        self,
-        event_id: UUID,
-        order_id: UUID,
-        outcome: Outcome,
-        attempts: int,
-        last_error: str | None = None,
-    ) -> None:
-        """Upsert; a DELIVERED row is final (a later dead-letter of a replay never hides it).
-        One statement, its own transaction (one round trip)."""
+    async def record_all(self, finished: list[Finished]) -> None:
+        """Records how each event ended, in one statement. Upserts: a DELIVERED row is final
+        (a later dead-letter of a replay never hides it)."""
+        if not finished:
+            return
         async with self.sessions() as session:
             await (await autocommit(session)).execute(
                 _RECORD,
-                {
-                    "event_id": event_id,
-                    "order_id": order_id,
-                    "status": outcome.value,
-                    "attempts": attempts,
-                    "last_error": last_error,
-                },
+                [
+                    {
+                        "event_id": f.event_id,
+                        "order_id": f.order_id,
+                        "status": f.outcome.value,
+                        "attempts": f.attempts,
+                        "last_error": f.last_error,
+                    }
+                    for f in finished
+                ],
             )
 
     async def prune(self, older_than: timedelta) -> None:

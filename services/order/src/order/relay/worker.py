@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, TypeAlias
+from uuid import UUID
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -31,7 +32,7 @@ from tenacity import (
 )
 
 from order.relay.config import RelaySettings
-from order.relay.deliveries import Deliveries, Outcome
+from order.relay.deliveries import Deliveries, Finished, Outcome
 from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
@@ -117,9 +118,20 @@ class DataPlatformRelay:
             self._busy[tp] = asyncio.create_task(self._work(tp, records), name=f"relay-{tp}")
 
     async def _work(self, tp: TopicPartition, records: list[Record]) -> None:
+        """A partition's batch: one read of what was delivered before, the POSTs one at a time
+        in order, one write of how each ended, then the offsets may be committed. (Killed
+        before that write, the batch is delivered again and the platform dedupes the POSTs.)"""
+        delivered = await self.deliveries.delivered_among(
+            [event_id for r in records if (event_id := _event_id_of(r)) is not None]
+        )
+        finished: list[Finished] = []
         for record in records:
-            await self.handle(record)
-            self._done[tp] = record.offset + 1
+            outcome = await self.handle(record, delivered)
+            if outcome is not None:
+                finished.append(outcome)
+                delivered.add(outcome.event_id)
+        await self.deliveries.record_all(finished)
+        self._done[tp] = records[-1].offset + 1
 
     async def _settle(self, consumer: AIOKafkaConsumer) -> None:
         """Resume the partitions whose batch is done and commit what was finished."""
@@ -176,27 +188,28 @@ class DataPlatformRelay:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def handle(self, record: Record) -> None:
-        """One event: deliver an OrderPaid once, dead-letter it after the last attempt."""
+    async def handle(self, record: Record, delivered: set[UUID]) -> "Finished | None":
+        """One event: deliver an OrderPaid once (not if in `delivered`), dead-letter it after
+        the last attempt; how it ended, for the caller to record (None: nothing to record)."""
         if event_type_of(record.headers) not in (None, OrderPaid.__name__):
-            return  # the saga's other events share the topic (told by the header, unread)
+            return None  # the saga's other events share the topic (told by the header, unread)
         try:
             envelope = Envelope.model_validate_json(record.value)
         except ValidationError as exc:
             await self._dead_letter(record, f"unparseable envelope: {exc}", attempts=0)
-            return
+            return None
         if envelope.event_type != OrderPaid.__name__:
-            return  # the saga's other events share the topic
+            return None  # the saga's other events share the topic
         with bound(order_id=str(envelope.order_id), event_id=str(envelope.event_id)):
             try:
                 paid = OrderPaid.model_validate(envelope.payload)
             except ValidationError as exc:
                 await self._dead_letter(record, f"invalid OrderPaid: {exc}", attempts=0)
-                return
-            if await self.deliveries.delivered(envelope.event_id):
+                return None
+            if envelope.event_id in delivered:
                 SKIPPED.inc()
                 log.info("already_delivered")
-                return
+                return None
             body = orjson.dumps(paid.model_dump(mode="json"))
             started = time.monotonic()
             try:
@@ -204,16 +217,13 @@ class DataPlatformRelay:
             except DeliveryFailed as exc:
                 attempts = self.settings.max_attempts
                 await self._dead_letter(record, str(exc), attempts)
-                await self.deliveries.record(
+                return Finished(
                     envelope.event_id, paid.order_id, Outcome.DEAD_LETTERED, attempts, str(exc)
                 )
-                return
-            await self.deliveries.record(
-                envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts
-            )
             DELIVERED.inc()
             DELIVERY_SECONDS.observe(time.monotonic() - started)
             log.info("delivered_to_data_platform", attempts=attempts)
+            return Finished(envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts)
 
     async def _deliver(self, envelope: Envelope, body: bytes) -> int:
         """POST until a 2xx; the number of attempts it took. Raises the last DeliveryFailed."""
@@ -251,6 +261,16 @@ class DataPlatformRelay:
         )
         DEAD_LETTERED.inc()
         log.error("dead_lettered", error=error[:500], attempts=attempts)
+
+
+def _event_id_of(record: Record) -> UUID | None:
+    """The event id of an OrderPaid (or of a message without header), read cheaply."""
+    if event_type_of(record.headers) not in (None, OrderPaid.__name__):
+        return None
+    try:
+        return UUID(orjson.loads(record.value)["event_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # handle() dead-letters it
 
 
 def _count_retry(state: RetryCallState) -> None:

@@ -1,4 +1,8 @@
-"""Which event runs which saga step: the point service's consumers, in one place."""
+"""Which event runs which saga step: the point service's consumer, in one place.
+
+One consumer group for both steps (one fetch loop, one transaction per batch): payments come
+on the coupon topic, refunds on the order topic; an order's payment and refund meet on its
+payment row whichever comes first."""
 
 from point.service.payments import pay_order, refund_order
 from shop_contracts import OrderFailed, OrderPriced, topics
@@ -6,9 +10,8 @@ from shopkit.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(
-        group_id="point.payments", topics=[topics.COUPON_EVENTS], handlers={OrderPriced: pay_order}
-    ),
-    ConsumerSpec(
-        group_id="point.refunds", topics=[topics.ORDER_EVENTS], handlers={OrderFailed: refund_order}
+        group_id="point.saga",
+        topics=[topics.COUPON_EVENTS, topics.ORDER_EVENTS],
+        handlers={OrderPriced: pay_order, OrderFailed: refund_order},
     ),
 ]
