@@ -23,6 +23,7 @@ from shopkit.errors import DomainError
 from shopkit.logging import get_logger
 from shopkit.metrics import HTTP_LATENCY
 from shopkit.runtime import Runtime
+from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -173,14 +174,18 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
         yield db
 
 
-def serve(app: FastAPI | str, host: str, port: int, *, factory: bool = False) -> None:
+def serve(app_factory: str, settings: ServiceSettings) -> None:
+    """Serves `package.module:create_app` in `http_workers` processes sharing the port: each is
+    a whole process of the service (its API and, with run_workers, its consumers, outbox relay
+    and sweepers; Kafka shares the partitions among them, PostgreSQL the rest)."""
     import uvicorn
 
     uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        factory=factory,
+        app_factory,
+        host=settings.http_host,
+        port=settings.http_port,
+        factory=True,
+        workers=settings.http_workers,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shopkit.pool import FairAsyncPool
 from shopkit.settings import ServiceSettings
 
 NAMING_CONVENTION = {
@@ -83,10 +84,12 @@ def ssl_mode(settings: ServiceSettings) -> str:
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
-    """A fixed pool (no overflow churn); a request that cannot get a connection within
-    db_pool_timeout_s fails fast with sqlalchemy's TimeoutError (answered 503)."""
+    """A fixed pool (no overflow churn) that serves waiters in arrival order; a request that
+    cannot get a connection within db_pool_timeout_s fails with sqlalchemy's TimeoutError
+    (answered 503)."""
     return create_async_engine(
         settings.database_url,
+        poolclass=FairAsyncPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,

@@ -53,6 +53,7 @@ def make_consumer(settings: ServiceSettings, group_id: str, *topics: str) -> AIO
         session_timeout_ms=30_000,
         heartbeat_interval_ms=3_000,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        fetch_min_bytes=settings.consumer_fetch_min_bytes,
     )
 
 

@@ -51,6 +51,12 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes serving the port (each one a whole process of the service). "
+        "One Python process uses one core: more help the HTTP paths on a machine with more.",
+    )
     run_workers: bool = Field(
         default=True, description="Run the outbox relay and consumers inside the API process."
     )
@@ -106,6 +112,12 @@ class ServiceSettings(BaseSettings):
     )
     consumer_fetch_max_wait_ms: int = Field(
         default=500, ge=1, description="How long a fetch waits for messages at the broker."
+    )
+    consumer_fetch_min_bytes: int = Field(
+        default=1,
+        ge=1,
+        description="A fetch returns once this much is there (or after the max wait): more "
+        "means fewer, fuller fetches under load and a fetch per max wait while idle.",
     )
 
     jwt_secret: str = Field(default="local-dev-secret", validation_alias="JWT_SECRET")

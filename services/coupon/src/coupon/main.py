@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = Settings()
-    serve(create_app(settings), settings.http_host, settings.http_port)
+    serve("coupon.main:create_app", settings)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from ranking.api.routes import router
 from ranking.config import Settings
+from ranking.service.snapshots import LatestRanking
 from shopkit.api import create_app as create_service_app
 from shopkit.api import serve
 from shopkit.runtime import Runtime
@@ -19,12 +20,14 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(build_runtime(settings), title="Ranking service", routers=[router])
+    app = create_service_app(build_runtime(settings), title="Ranking service", routers=[router])
+    app.state.latest_ranking = LatestRanking()
+    return app
 
 
 def main() -> None:
     settings = Settings()
-    serve(create_app(settings), settings.http_host, settings.http_port)
+    serve("ranking.main:create_app", settings)
 
 
 if __name__ == "__main__":

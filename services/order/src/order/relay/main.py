@@ -54,4 +54,4 @@ def create_app(
 
 def main() -> None:
     settings = RelaySettings()
-    serve(create_app(settings), settings.http_host, settings.http_port)
+    serve("order.relay.main:create_app", settings)

@@ -24,6 +24,9 @@ class DailySalesRow:
     last_sold_at: datetime
 
 
+_LATEST_SNAPSHOT_ID = select(Snapshot.id).order_by(Snapshot.id.desc()).limit(1)
+
+
 class RankingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -108,6 +111,10 @@ class RankingRepository:
             )
             for item in ranking.items
         )
+
+    async def latest_snapshot_id(self) -> int | None:
+        snapshot_id: int | None = await self.session.scalar(_LATEST_SNAPSHOT_ID)
+        return snapshot_id
 
     async def latest_snapshot(self) -> Ranking | None:
         snapshot = await self.session.scalar(select(Snapshot).order_by(Snapshot.id.desc()).limit(1))

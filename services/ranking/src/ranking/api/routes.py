@@ -22,7 +22,8 @@ def _settings(request: Request) -> Settings:
 @router.get("/rankings/top-products", response_model=TopProductsResponse)
 async def top_products(request: Request, db: Db) -> TopProductsResponse:
     """The latest snapshot of the daily job (as_of null and no items before the first run)."""
-    ranking = await snapshots.latest(db)
+    latest: snapshots.LatestRanking = request.app.state.latest_ranking
+    ranking = await latest.get(db)
     return TopProductsResponse.of(ranking, _settings(request).window_days)
 
 

@@ -9,6 +9,7 @@ from ranking.adapters.repository import RankingRepository
 from ranking.config import Settings
 from ranking.domain.calendar import BusinessCalendar
 from ranking.domain.ranking import Ranking, rank
+from shopkit.db import autocommit
 
 
 async def take_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Ranking:
@@ -30,3 +31,24 @@ async def take_snapshot(session: AsyncSession, settings: Settings, now: datetime
 
 async def latest(session: AsyncSession) -> Ranking | None:
     return await RankingRepository(session).latest_snapshot()
+
+
+class LatestRanking:
+    """The latest snapshot, kept in memory: a snapshot never changes once written, so a read
+    only asks which one is the latest (one statement in autocommit, one round trip) and loads
+    it only when that is a new one. Always fresh, whichever process wrote it."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, Ranking] | None = None
+
+    async def get(self, session: AsyncSession) -> Ranking | None:
+        repo = RankingRepository(await autocommit(session))
+        latest_id = await repo.latest_snapshot_id()
+        if latest_id is None:
+            return None
+        if self._cached is None or self._cached[0] != latest_id:
+            ranking = await repo.latest_snapshot()
+            if ranking is None:  # pruned between the two statements: nothing to keep
+                return None
+            self._cached = (latest_id, ranking)
+        return self._cached[1]
