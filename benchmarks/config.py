@@ -65,7 +65,7 @@ class Config:
     charge_amount: int = field(default_factory=lambda: _int("CHARGE_AMOUNT", 1_000))
 
     order_rates: tuple[float, ...] = field(
-        default_factory=lambda: _floats("ORDER_RATES", "25,50,100,150,200")
+        default_factory=lambda: _floats("ORDER_RATES", "25,50,75,100,125,150")
     )
     order_step_s: float = field(default_factory=lambda: _float("ORDER_STEP_S", 15))
     order_hold_rate: float = field(default_factory=lambda: _float("ORDER_HOLD_RATE", 100))
