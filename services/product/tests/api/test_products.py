@@ -1,10 +1,12 @@
 """The catalogue API over real HTTP against a real database: every row of API.md, and every
 error answering problem+json and changing nothing."""
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -300,3 +302,24 @@ async def test_service_endpoints_answer(client: httpx.AsyncClient) -> None:
     assert "http_request_duration_seconds" in (await client.get("/metrics")).text
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert set(paths) >= {"/products", "/products/{product_id}", "/products/{product_id}/stock"}
+
+
+async def test_far_more_reads_than_pooled_connections_all_succeed_and_open_no_more(
+    client: httpx.AsyncClient, new_product: NewProduct, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """Each request's session goes back to the pool once the response is sent: 300 reads at
+    once through a pool of db_pool_size connections all succeed, and no connection is added."""
+    product = await new_product()
+    answers = await asyncio.gather(*(client.get(f"/products/{product['id']}") for _ in range(300)))
+    assert {r.status_code for r in answers} == {200}
+    connections = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = $1",
+        settings.service_name,
+    )
+    assert connections <= settings.db_pool_size + settings.db_worker_pool_size
+    idle_in_transaction = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND state = 'idle in transaction'"
+    )
+    assert idle_in_transaction == 0
