@@ -33,7 +33,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shop_contracts import Envelope, Event, UnknownEventType, topics
+from shop_contracts import Envelope, Event, UnknownEventType
+from shopkit.deadletter import dead_letter
 from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
 from shopkit.metrics import CONSUMER_BATCH, CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
@@ -314,16 +315,6 @@ class EventConsumer:
 
     async def _dead_letter(self, message: Record, error: str) -> None:
         DEAD_LETTERED.labels(self.group_id).inc()
-        await self.producer.send_and_wait(
-            self.settings.topic(topics.DEAD_LETTER),
-            value=message.value,
-            key=message.key,
-            headers=[
-                ("dlq.consumer", self.group_id.encode()),
-                ("dlq.error", error[:2000].encode()),
-                ("dlq.topic", message.topic.encode()),
-                ("dlq.partition", str(message.partition).encode()),
-                ("dlq.offset", str(message.offset).encode()),
-            ],
+        await dead_letter(
+            self.producer, self.settings, message, consumer=self.group_id, error=error
         )
-        log.error("dead_lettered", topic=message.topic, offset=message.offset, error=error[:500])

@@ -36,6 +36,7 @@ from order.relay.deliveries import Deliveries, Finished, Outcome
 from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
+from shopkit.deadletter import dead_letter
 from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
 
@@ -246,21 +247,15 @@ class DataPlatformRelay:
         return attempts
 
     async def _dead_letter(self, record: Record, error: str, attempts: int) -> None:
-        await self.producer.send_and_wait(
-            self.settings.topic(topics.DEAD_LETTER),
-            value=record.value,
-            key=record.key,
-            headers=[
-                ("dlq.consumer", self.settings.consumer_group.encode()),
-                ("dlq.error", error[:2000].encode()),
-                ("dlq.attempts", str(attempts).encode()),
-                ("dlq.topic", record.topic.encode()),
-                ("dlq.partition", str(record.partition).encode()),
-                ("dlq.offset", str(record.offset).encode()),
-            ],
+        await dead_letter(
+            self.producer,
+            self.settings,
+            record,
+            consumer=self.settings.consumer_group,
+            error=error,
+            attempts=attempts,
         )
         DEAD_LETTERED.inc()
-        log.error("dead_lettered", error=error[:500], attempts=attempts)
 
 
 def _event_id_of(record: Record) -> UUID | None:

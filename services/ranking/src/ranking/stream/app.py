@@ -33,6 +33,7 @@ from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.db import create_engine, session_factory
+from shopkit.deadletter import dead_letter_headers
 from shopkit.kafka import event_type_of
 from shopkit.logging import get_logger
 
@@ -134,13 +135,13 @@ class SalesStream:
         await self.dead_letters.send(
             key=key,
             value=value,
-            headers=[
-                ("dlq.consumer", self.app.conf.id.encode()),
-                ("dlq.error", error[:2000].encode()),
-                ("dlq.topic", self.source.get_topic_name().encode()),
-                ("dlq.partition", str(partition).encode()),
-                ("dlq.offset", str(offset).encode()),
-            ],
+            headers=dead_letter_headers(
+                consumer=self.app.conf.id,
+                error=error,
+                topic=self.source.get_topic_name(),
+                partition=partition,
+                offset=offset,
+            ),
         )
         log.error("dead_lettered", partition=partition, offset=offset, error=error[:500])
 
