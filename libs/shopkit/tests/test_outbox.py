@@ -6,7 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Column, MetaData, Table, func, select
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
@@ -119,3 +121,31 @@ async def test_events_of_one_key_arrive_in_order_with_concurrent_relays(
         amounts = [e.payload["amount"] for e in seen if e.order_id == key]
         assert amounts == sorted(amounts)
         assert len(amounts) == 20
+
+
+async def test_a_unit_of_work_of_inserts_commits_them_with_its_events_or_neither(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    effects = Table(
+        "effects",
+        MetaData(),
+        Column("id", BigInteger, primary_key=True),
+        Column("order_id", UUID(as_uuid=True)),
+        Column("amount", BigInteger),
+    )
+    kept, lost = uuid.uuid4(), uuid.uuid4()
+    async with UnitOfWork(sessions, "test") as uow:
+        uow.insert(effects, [{"id": 1, "order_id": kept, "amount": 5}])
+        uow.emit(payment(kept))
+        await uow.commit()  # nothing ran before: one statement, its own transaction
+    async with UnitOfWork(sessions, "test") as uow:
+        uow.insert(effects, [{"id": 2, "order_id": lost, "amount": 1}])
+        uow.insert(effects, [{"id": 1, "order_id": lost, "amount": 1}])  # id taken
+        uow.emit(payment(lost))
+        with pytest.raises(IntegrityError):
+            await uow.commit()
+    async with sessions() as s:
+        rows = (await s.execute(select(effects.c.order_id))).scalars().all()
+        keys = (await s.execute(select(OutboxRow.key))).scalars().all()
+    assert rows == [kept]
+    assert keys == [str(kept)]

@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import Select, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Select, Table, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
 from shop_contracts import ExclusionReason, FailureReason
+from shopkit.uow import UnitOfWork
 
 _orders = cast(Table, OrderRow.__table__)
 _lines = cast(Table, OrderLineRow.__table__)
@@ -66,8 +67,6 @@ _LOCK_AND_READ: Final = (
 another step's commit, the locked row is that step's version but the lines (a subquery) are
 read from this statement's older snapshot: the row's version (xmin) then differs from the
 snapshot's, and the caller reads the order again (see get_for_update)."""
-_INSERT_ORDER: Final = insert(_orders)
-_INSERT_LINES: Final = insert(_lines)
 _MUTABLE: Final = (
     "status",
     "failure_reason",
@@ -113,10 +112,12 @@ class OrderRepository:
         self.session = session
         self._stored_lines: dict[UUID, list[Line]] = {}
 
-    async def add(self, order: Order) -> None:
-        await self.session.execute(_INSERT_ORDER, _order_row(order))
-        await self.session.execute(
-            _INSERT_LINES,
+    def add(self, order: Order, uow: UnitOfWork) -> None:
+        """A new order and its lines, written when `uow` commits (with its events: placing an
+        order is then one statement)."""
+        uow.insert(_orders, [_order_row(order)])
+        uow.insert(
+            _lines,
             [
                 _line_row(order.order_id, position, line)
                 for position, line in enumerate(order.lines)

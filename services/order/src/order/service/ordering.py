@@ -56,7 +56,7 @@ async def place_order(
             now=datetime.now(UTC),
             timeout=saga_timeout,
         )
-        await repo.add(order)
+        repo.add(order, uow)
         uow.collect(order)
         metrics.order_placed(uow)
         created.append(order)
