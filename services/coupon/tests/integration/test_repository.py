@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from coupon.adapters.repository import CouponRepository, Refusal
 from coupon.adapters.tables import UserCoupon
 from coupon.config import Settings
-from shopkit.db import create_engine, session_factory
+from shopkit.db import autocommit, create_engine, session_factory
 
 
 @pytest.fixture
@@ -34,13 +34,14 @@ async def test_a_copy_is_counted_and_given_in_one_statement(
     now = datetime.now(UTC)
 
     async def take(user_id: int) -> UserCoupon | Refusal:
-        async with one_connection() as session, CouponRepository.autocommitting(session) as repo:
-            return await repo.take_copy(coupon["id"], user_id, now)
+        async with one_connection() as session, session.begin():
+            copies = await CouponRepository(session).take_copies(coupon["id"], [(user_id, now)])
+            return copies[user_id]
 
     first = await take(1)
     assert isinstance(first, UserCoupon)
     assert (first.user_id, first.issued_at, first.expires_at) == (1, now, now + timedelta(days=3))
-    # the unique violation undoes the count it came with
+    # a second copy for the same user is refused and not counted
     assert await take(1) is Refusal.ALREADY_HELD
     issued = "SELECT issued_quantity FROM coupons WHERE id = $1"
     assert await db.fetchval(issued, coupon["id"]) == 1
@@ -52,13 +53,13 @@ async def test_a_copy_is_counted_and_given_in_one_statement(
 
 
 async def test_autocommit_does_not_outlive_its_session(
-    one_connection: async_sessionmaker[AsyncSession], new_coupon: Callable[..., Any]
+    one_connection: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The issuance's autocommit must not leak into the next user of the pooled connection
-    (a saga step, say), which relies on its transaction rolling back as a whole."""
-    coupon = await new_coupon()
-    async with one_connection() as session, CouponRepository.autocommitting(session) as repo:
-        await repo.take_copy(coupon["id"], 1, datetime.now(UTC))
+    """A one-statement use case's autocommit (shopkit.db.autocommit) must not leak into the
+    next user of the pooled connection (a saga step, say), which relies on its transaction
+    rolling back as a whole."""
+    async with one_connection() as session:
+        await (await autocommit(session)).execute(text("SELECT 1"))
 
     async def create_then_fail() -> None:
         async with one_connection() as session, session.begin():

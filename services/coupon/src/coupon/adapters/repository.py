@@ -1,28 +1,23 @@
 """All of the coupon service's SQL. Every contended change is one conditional statement."""
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Final, cast
 from uuid import UUID
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
-    DateTime,
     Row,
     Select,
     Table,
     bindparam,
     func,
-    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coupon.adapters.tables import Coupon, OrderPricing, UserCoupon
@@ -34,8 +29,6 @@ from coupon.domain.coupons import (
     PricingStatus,
 )
 
-ONE_COPY_PER_USER: Final = "uq_user_coupons_coupon_id"
-
 
 class Refusal(StrEnum):
     SOLD_OUT = "SOLD_OUT"
@@ -45,11 +38,6 @@ class Refusal(StrEnum):
 def _gate_lock(coupon_id: int) -> ColumnElement[int]:
     """The advisory lock key of one coupon's gate, namespaced away from other advisory locks."""
     return func.hashtextextended(f"coupon-gate:{coupon_id}", 0)
-
-
-def _violated(exc: IntegrityError) -> str | None:
-    """The name of the constraint the database refused (asyncpg's error is the cause)."""
-    return getattr(exc.orig.__cause__ if exc.orig else None, "constraint_name", None)
 
 
 _TAKE_COPIES = text(
@@ -110,16 +98,6 @@ class CouponRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @classmethod
-    @asynccontextmanager
-    async def autocommitting(cls, session: AsyncSession) -> AsyncIterator["CouponRepository"]:
-        """A repository whose every statement is its own transaction."""
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        try:
-            yield cls(session)
-        finally:
-            await session.close()  # the connection goes back to the pool at its usual level
-
     # --- coupon definitions -------------------------------------------------------------
 
     async def add_coupon(
@@ -147,45 +125,6 @@ class CouponRepository:
         return await self.session.get(Coupon, coupon_id)
 
     # --- issuance -----------------------------------------------------------------------
-
-    async def take_copy(
-        self, coupon_id: int, user_id: int, issued_at: datetime
-    ) -> UserCoupon | Refusal:
-        """In one statement: count one more copy issued if any is left, and give it to the user,
-        valid for the coupon's valid_days, unless they hold one already (the unique violation
-        then undoes the count with it).
-
-        Under autocommit, one statement is one transaction, and that matters in a rush: the
-        coupon's row is locked from the conditional UPDATE to the commit, and every issuance of
-        the coupon queues on it. Within one statement that is the database's own time, never a
-        network round trip or a turn of a busy event loop."""
-        taken = (
-            update(Coupon)
-            .where(Coupon.id == coupon_id, Coupon.issued_quantity < Coupon.total_quantity)
-            .values(issued_quantity=Coupon.issued_quantity + 1)
-            .returning(Coupon.id, Coupon.valid_days)
-            .cte("taken")
-        )
-        issued = literal(issued_at, DateTime(timezone=True))
-        copy = select(
-            taken.c.id,
-            literal(user_id, BigInteger),
-            issued,
-            issued + func.make_interval(0, 0, 0, taken.c.valid_days),
-        )
-        stmt = (
-            insert(UserCoupon)
-            .from_select(["coupon_id", "user_id", "issued_at", "expires_at"], copy)
-            .add_cte(taken)
-            .returning(UserCoupon)
-        )
-        try:
-            user_coupon = await self.session.scalar(stmt)
-        except IntegrityError as exc:
-            if _violated(exc) == ONE_COPY_PER_USER:
-                return Refusal.ALREADY_HELD
-            raise
-        return Refusal.SOLD_OUT if user_coupon is None else user_coupon
 
     async def take_copies(
         self, coupon_id: int, asked: Sequence[tuple[int, datetime]]
