@@ -45,8 +45,8 @@ contracts: deps ## export JSON Schemas and the AsyncAPI document into libs/contr
 contracts-check: deps ## fail when the committed contracts differ or a change is breaking
 	$(UV) run python -m shop_contracts.export --check
 
-token: deps ## mint a demo JWT: make token ROLE=admin SUB=1
-	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),admin)'))"
+token: deps ## mint a demo JWT (12 h): make token ROLE=user SUB=42, make token ROLE=admin
+	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),user)', ttl_s=12 * 3600))"
 
 bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report with charts (BENCH_* vars)
 	@command -v wrk >/dev/null || $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk

@@ -80,8 +80,7 @@ class Shop:
         return int(product["id"])
 
 
-def admin_header() -> dict[str, str]:
-    secret = os.environ.get("JWT_SECRET", "local-dev-secret")
+def admin_header(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint(secret, '0', 'admin', ttl_s=24 * 3600)}"}
 
 
@@ -98,6 +97,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     system = await start_system(stack, f"{run}.", env)
     urls = {name: s.url for name, s in system.services.items()}
     sqlalchemy_urls = dict(system.database_urls)
+    secrets = system.secrets.env()
 
     ranking_url = await stack.enter_async_context(temp_database("bench_ranking"))
     ranking = ServiceProcess(
@@ -106,6 +106,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         env={
             "KAFKA_TOPIC_PREFIX": f"{run}.",
             **SERVICE_ENV,
+            **secrets,
             "RANKING_DATABASE_URL": ranking_url,
             "RANKING_HTTP_PORT": "0",
         },
@@ -135,7 +136,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         module="dataplatform_standin",
         port=standin_port,
         ready_path="/healthz",
-        env={"STANDIN_PORT": str(standin_port), "LOG_LEVEL": "WARNING"},
+        env={"STANDIN_PORT": str(standin_port), "LOG_LEVEL": "WARNING", **secrets},
     )
     relay = ServiceProcess(
         name="order-relay",
@@ -143,6 +144,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         port=free_port(),
         env={
             **SERVICE_ENV,
+            **secrets,
             "KAFKA_TOPIC_PREFIX": f"{run}.",
             "ORDER_RELAY_DATABASE_URL": system.database_urls["order"],
             "DATA_PLATFORM_URL": standin.url,
@@ -154,7 +156,12 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         module="ranking.workers",
         port=0,
         ready_path=None,
-        env={**SERVICE_ENV, "KAFKA_TOPIC_PREFIX": f"{run}.", "RANKING_DATABASE_URL": ranking_url},
+        env={
+            **SERVICE_ENV,
+            **secrets,
+            "KAFKA_TOPIC_PREFIX": f"{run}.",
+            "RANKING_DATABASE_URL": ranking_url,
+        },
     )
     extras = (standin, relay, ranking_worker)
     for process in (ranking, reference, *extras):
@@ -183,7 +190,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         databases={name: database_name(url) for name, url in sqlalchemy_urls.items()},
         dsns={name: asyncpg_dsn(url) for name, url in sqlalchemy_urls.items()},
         http=http,
-        admin=admin_header(),
+        admin=admin_header(system.secrets.jwt),
         notes=[],
     )
     await seed_ranking(shop)

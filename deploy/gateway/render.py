@@ -33,8 +33,19 @@ SERVICE_PORTS: dict[str, tuple[str, int]] = {
     "ranking": ("RANKING_HTTP_PORT", 8005),
 }
 DEFAULT_PORT = 8000
-DEFAULT_ISSUE_RATE = "20r/s"
-DEFAULT_ISSUE_BURST = "40"
+# Per user (bearer token; the client address without one): steady rate and burst.
+LIMITS = {
+    "GATEWAY_ISSUE_RATE": "20r/s",
+    "GATEWAY_ISSUE_BURST": "40",
+    "GATEWAY_CHARGE_RATE": "10r/s",
+    "GATEWAY_CHARGE_BURST": "20",
+    "GATEWAY_ORDER_RATE": "10r/s",
+    "GATEWAY_ORDER_BURST": "20",
+    # Requests in flight per route, everybody together.
+    "GATEWAY_IN_FLIGHT_MAX": "2048",
+    # X-Forwarded-For is believed only from this CIDR ("unix:": from no TCP peer).
+    "GATEWAY_TRUSTED_PROXIES": "unix:",
+}
 
 
 def placeholders(template: str) -> set[str]:
@@ -56,8 +67,7 @@ def http_values(env: Mapping[str, str], *, access_log: str) -> dict[str, str]:
     """Values of gateway.conf.template for upstreams on this machine."""
     values = {
         "GATEWAY_HTTP_PORT": env.get("GATEWAY_HTTP_PORT", str(DEFAULT_PORT)),
-        "GATEWAY_ISSUE_RATE": env.get("GATEWAY_ISSUE_RATE", DEFAULT_ISSUE_RATE),
-        "GATEWAY_ISSUE_BURST": env.get("GATEWAY_ISSUE_BURST", DEFAULT_ISSUE_BURST),
+        **{name: env.get(name, default) for name, default in LIMITS.items()},
         "GATEWAY_ACCESS_LOG": env.get("GATEWAY_ACCESS_LOG", access_log),
     }
     for service, (port_setting, default_port) in SERVICE_PORTS.items():

@@ -9,6 +9,9 @@ PIDS="$STATE_DIR/pids"
 LOGS="$STATE_DIR/logs"
 PY="$ROOT/.venv/bin/python"
 mkdir -p "$PIDS" "$LOGS"
+# A local run: the services accept the public local default secrets (JWT_SECRET,
+# DATA_PLATFORM_SECRET), which they refuse anywhere else. Users are still confined to their data.
+export SHOP_LOCAL_MODE="${SHOP_LOCAL_MODE:-true}"
 
 # name | python module | readiness URL ("-" when the process serves no HTTP)
 PROCESSES=(

@@ -15,6 +15,7 @@ COUPON = f"http://127.0.0.1:{os.environ.get('COUPON_HTTP_PORT', '8003')}"
 ORDER = f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8004')}"
 SECRET = os.environ.get("JWT_SECRET", "local-dev-secret")
 DEMO_USER = 1
+TOKEN_TTL_S = 12 * 3600
 
 PRODUCTS = [
     ("아메리카노 원두 1kg", 24_000, 100),
@@ -28,7 +29,9 @@ PRODUCTS = [
 
 def main() -> int:
     warnings.filterwarnings("ignore", message="The HMAC key")  # API.md fixes the local secret
-    admin = {"Authorization": f"Bearer {mint(SECRET, '0', 'admin', ttl_s=3600)}"}
+    admin_token = mint(SECRET, "0", "admin", ttl_s=TOKEN_TTL_S)
+    user_token = mint(SECRET, str(DEMO_USER), "user", ttl_s=TOKEN_TTL_S)
+    admin = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(timeout=10) as http:
         if http.get(f"{PRODUCT}/products").json()["items"]:
             print("[seed] demo data already there")
@@ -53,7 +56,9 @@ def main() -> int:
             )
             coupon.raise_for_status()
             http.post(
-                f"{POINT}/points/{DEMO_USER}/charge", json={"amount": 1_000_000}
+                f"{POINT}/points/{DEMO_USER}/charge",
+                json={"amount": 1_000_000},
+                headers={"Authorization": f"Bearer {user_token}"},
             ).raise_for_status()
             print(
                 f"[seed] 6 products, coupon {coupon.json()['id']} (10% off from 20,000 won), user {DEMO_USER} charged 1,000,000 won"
@@ -68,9 +73,11 @@ The shop is running.
   metrics        <service>/metrics   health   <service>/healthz, <service>/readyz
   logs           .local/logs/
 
-Admin token (1 h):  make token ROLE=admin
-User token:         make token ROLE=user SUB={DEMO_USER}
-JWT secret:         {SECRET if SECRET == "local-dev-secret" else "(from JWT_SECRET)"}
+Every user endpoint needs a token of that user (or an admin's): `Authorization: Bearer <token>`.
+Tokens for 12 h (more: make token ROLE=user SUB=42, make token ROLE=admin):
+  demo user {DEMO_USER}  {user_token}
+  admin        {admin_token}
+JWT secret:  {SECRET if SECRET == "local-dev-secret" else "(from JWT_SECRET)"}
 Try the README's walk-through; `make stop` stops everything.
 """)
     return 0

@@ -1,5 +1,6 @@
-"""Reads deploy/k8s the way `kustomize build` would (resources, configMapGenerator, namespace,
-images, replicas: the features our kustomizations use) and checks the objects against the local
+"""Reads deploy/k8s the way `kustomize build` would (resources, configMapGenerator,
+secretGenerator from env files, patches of containers' env, namespace, images, replicas: the
+features our kustomizations use) and checks the objects against the local
 stack: the same processes, ports, probes and environment variable names."""
 
 from __future__ import annotations
@@ -45,6 +46,23 @@ def build(directory: Path) -> list[Doc]:
                 "data": data,
             }
         )
+    for generator in kustomization.get("secretGenerator", []):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": generator["name"]},
+                "type": "Opaque",
+                "stringData": {
+                    key: value
+                    for source in generator.get("envs", [])
+                    for key, value in _env_file(directory / source).items()
+                },
+            }
+        )
+    for patch in kustomization.get("patches", []):
+        for change in yaml.safe_load_all((directory / patch["path"]).read_text()):
+            _merge_env(docs, change)
     images = {i["name"]: i for i in kustomization.get("images", [])}
     replicas = {r["name"]: r["count"] for r in kustomization.get("replicas", [])}
     for doc in docs:
@@ -64,10 +82,38 @@ def build(directory: Path) -> list[Doc]:
     return docs
 
 
+def _env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as kustomize reads a generator's `envs`; a missing file fails the build."""
+    if not path.is_file():
+        raise FileNotFoundError(f"kustomize build: {path} does not exist")
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value
+    return pairs
+
+
+def _merge_env(docs: list[Doc], change: Doc) -> None:
+    """A strategic-merge patch of a Deployment's containers' env (merged by variable name)."""
+    [target] = [
+        d
+        for d in docs
+        if d["kind"] == change["kind"] and d["metadata"]["name"] == change["metadata"]["name"]
+    ]
+    containers = {c["name"]: c for c in target["spec"]["template"]["spec"]["containers"]}
+    for patched in change["spec"]["template"]["spec"]["containers"]:
+        env = containers[patched["name"]].setdefault("env", [])
+        for var in patched.get("env", []):
+            env[:] = [e for e in env if e["name"] != var["name"]] + [var]
+
+
 def unlisted_files(directory: Path) -> list[str]:
     """YAML files in a kustomization directory that its kustomization does not use."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    listed = set(kustomization.get("resources", []))
+    listed = set(kustomization.get("resources", [])) | {
+        p["path"] for p in kustomization.get("patches", [])
+    }
     return sorted(
         p.name
         for p in directory.glob("*.yaml")

@@ -238,9 +238,10 @@ def with_port_var(process: LocalProcess, known: Mapping[str, Any]) -> LocalProce
     return replace(process, port_var=candidates[0])
 
 
-_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*)|:?\?[^}]*)?\}")
 
 
 def resolve(value: object) -> str:
-    """A compose value with `${VAR:-default}` interpolated to its default."""
+    """A compose value with `${VAR:-default}` interpolated to its default (a required
+    `${VAR:?message}` to nothing)."""
     return _INTERPOLATION.sub(lambda m: m.group(2) or "", str(value))

@@ -283,4 +283,17 @@ def test_a_process_without_settings_is_read_from_its_environ_lookups() -> None:
 def test_compose_values_are_read_with_their_interpolation_defaults(
     compose: dict[str, Any],
 ) -> None:
-    assert environment(compose["services"]["point"])["JWT_SECRET"] == "local-dev-secret"
+    assert environment(compose["services"]["point"])["LOG_LEVEL"] == "INFO"
+    assert environment(compose["services"]["point"])["JWT_SECRET"] == ""
+
+
+def test_compose_confines_users_and_has_no_default_secrets(compose: dict[str, Any]) -> None:
+    """No secret anyone could know: compose stops with a message until the operator sets them."""
+    for name, service in compose["services"].items():
+        raw = {str(k): str(v) for k, v in (service.get("environment") or {}).items()}
+        assert "SHOP_LOCAL_MODE" not in raw, name
+        for var in ("JWT_SECRET", "DATA_PLATFORM_SECRET"):
+            if var in raw:
+                assert raw[var].startswith(f"${{{var}:?"), (name, var, raw[var])
+        if "JWT_SECRET" in raw:
+            assert raw.get("AUTH_ENFORCE_USERS", "true") == "true", name

@@ -3,20 +3,45 @@ disruption budget, the API ones with an autoscaler, and only environment variabl
 know. Checked on the base and on the production overlay as kustomize would build them."""
 
 import copy
+import secrets
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .k8s_check import BASE, PRODUCTION, build, check_manifests, unlisted_files
+from .k8s_check import BASE, K8S, PRODUCTION, build, check_manifests, unlisted_files
 from .stack_model import LocalStack
 
 Docs = list[dict[str, Any]]
+SECRET_FILES = (
+    "jwt",
+    "dataplatform",
+    *(f"{s}-db" for s in ("point", "product", "coupon", "order", "ranking")),
+)
+
+
+def _with_operator_secrets(root: Path) -> Path:
+    """A copy of deploy/k8s whose production overlay has the operator's secrets/*.env."""
+    shutil.copytree(K8S, root / "k8s")
+    overlay = root / "k8s" / PRODUCTION.relative_to(K8S)
+    shutil.rmtree(overlay / "secrets", ignore_errors=True)
+    (overlay / "secrets").mkdir()
+    for name in SECRET_FILES:
+        example = (overlay / "secrets.example" / f"{name}.env").read_text()
+        key = next(
+            line.split("=", 1)[0]
+            for line in example.splitlines()
+            if "=" in line and not line.startswith("#")
+        )
+        (overlay / "secrets" / f"{name}.env").write_text(f"{key}={secrets.token_hex(32)}\n")
+    return overlay
 
 
 @pytest.fixture(scope="module")
-def production() -> Docs:
-    return build(PRODUCTION)
+def production(tmp_path_factory: pytest.TempPathFactory) -> Docs:
+    return build(_with_operator_secrets(tmp_path_factory.mktemp("k8s")))
 
 
 def test_every_manifest_file_is_part_of_its_kustomization() -> None:
@@ -34,6 +59,41 @@ def test_the_production_overlay_matches_the_local_stack(
 ) -> None:
     problems = check_manifests(production, stack, with_secrets=True)
     assert problems == [], "\n".join(problems)
+
+
+def test_the_production_overlay_ships_no_secret_and_does_not_build_without_one(
+    tmp_path: Path,
+) -> None:
+    copy_ = tmp_path / "k8s"
+    shutil.copytree(K8S, copy_)
+    overlay = copy_ / PRODUCTION.relative_to(K8S)
+    shutil.rmtree(overlay / "secrets", ignore_errors=True)  # a developer's own, never committed
+    with pytest.raises(FileNotFoundError, match="secrets/jwt.env"):
+        build(overlay)
+    # The examples are no usable secrets: the keys are empty (the services refuse them).
+    for example in (overlay / "secrets.example").glob("*.env"):
+        values = dict(
+            line.split("=", 1)
+            for line in example.read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        )
+        if example.stem in {"jwt", "dataplatform"}:
+            assert set(values.values()) == {""}, example
+
+
+def test_users_are_confined_in_every_deployment(production: Docs) -> None:
+    for docs in (build(BASE), production):
+        [config] = [
+            d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "shop-config"
+        ]
+        assert config["data"]["AUTH_ENFORCE_USERS"] == "true"
+        for doc in docs:
+            text = repr(doc)
+            assert "SHOP_LOCAL_MODE" not in text, doc["metadata"]["name"]
+            assert "local-dev-secret" not in text, doc["metadata"]["name"]
+    [gateway] = _deployment(production, "gateway")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert env["GATEWAY_TRUSTED_PROXIES"] == "10.0.0.0/8"
 
 
 def test_the_overlay_sets_namespace_images_and_consumer_replicas(production: Docs) -> None:

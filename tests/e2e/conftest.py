@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from shopkit.auth import mint
-from shopkit.testing import unique
+from shopkit.testing import ActAsUser, unique
 
 from .client import Shop
 from .harness import System, start_system
@@ -26,9 +26,6 @@ async def system() -> AsyncIterator[System]:
 @pytest.fixture
 async def shop(system: System) -> AsyncIterator[Shop]:
     limits = httpx.Limits(max_connections=1200, max_keepalive_connections=1200)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        yield Shop(
-            http,
-            system,
-            admin_token=mint(os.environ.get("JWT_SECRET", "local-dev-secret"), "0", "admin"),
-        )
+    auth = ActAsUser(system.secrets.jwt)
+    async with httpx.AsyncClient(timeout=60, limits=limits, auth=auth) as http:
+        yield Shop(http, system, admin_token=mint(system.secrets.jwt, "0", "admin"))

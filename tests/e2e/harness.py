@@ -1,8 +1,10 @@
 """The real services as OS processes (`python -m <service>`), each with a throwaway database
-and one shared throwaway Kafka topic prefix, so an end-to-end run never sees another's data."""
+and one shared throwaway Kafka topic prefix, so an end-to-end run never sees another's data.
+They run as in production, outside local mode, with strong secrets made for the run."""
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -81,11 +83,27 @@ class ServiceProcess:
         await self.start()
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """What production configures: a signing key for tokens and one for the data platform."""
+
+    jwt: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    data_platform: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SHOP_LOCAL_MODE": "false",
+            "JWT_SECRET": self.jwt,
+            "DATA_PLATFORM_SECRET": self.data_platform,
+        }
+
+
 @dataclass
 class System:
     services: dict[str, ServiceProcess]
     database_urls: dict[str, str]
     topic_prefix: str
+    secrets: Secrets
 
     def url(self, name: str) -> str:
         return self.services[name].url
@@ -100,7 +118,13 @@ async def start_system(
     urls = {
         name: await stack.enter_async_context(temp_database(f"e2e_{name}")) for name in SERVICES
     }
-    shared = {"KAFKA_TOPIC_PREFIX": topic_prefix, "LOG_LEVEL": "INFO", **extra_env}
+    run_secrets = Secrets()
+    shared = {
+        "KAFKA_TOPIC_PREFIX": topic_prefix,
+        "LOG_LEVEL": "INFO",
+        **run_secrets.env(),
+        **extra_env,
+    }
     services = {}
     for name in SERVICES:
         prefix = name.upper()
@@ -110,7 +134,7 @@ async def start_system(
             port=port,
             env={**shared, f"{prefix}_DATABASE_URL": urls[name], f"{prefix}_HTTP_PORT": str(port)},
         )
-    system = System(services, urls, topic_prefix)
+    system = System(services, urls, topic_prefix, run_secrets)
 
     async def stop_all() -> None:
         await asyncio.gather(*(s.stop() for s in services.values()))

@@ -3,14 +3,15 @@
 request here goes to the gateway's port, never to a service's own."""
 
 import asyncio
+import base64
 import importlib.util
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from shopkit.auth import mint
-from shopkit.testing import free_port
+from shopkit.testing import ActAsUser, bearer, free_port
 
 from .client import Shop
 from .harness import System
@@ -60,6 +61,8 @@ class Gateway:
     upstreams: Mapping[str, str]
     issue_rate: str = "20r/s"
     issue_burst: int = 40
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """More GATEWAY_* values (limits, trusted proxies)."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -77,6 +80,7 @@ class Gateway:
             "GATEWAY_ISSUE_RATE": self.issue_rate,
             "GATEWAY_ISSUE_BURST": str(self.issue_burst),
             **{f"GATEWAY_{name.upper()}_UPSTREAM": addr for name, addr in self.upstreams.items()},
+            **self.settings,
         }
         conf = _renderer().render_local(
             self.directory / "state", self.directory / "logs", env, worker_processes="1"
@@ -138,12 +142,8 @@ class GatewayShop(Shop):
 
 @pytest.fixture
 async def shop_via_gateway(system: System, gateway: Gateway) -> AsyncIterator[GatewayShop]:
-    async with httpx.AsyncClient(timeout=60) as http:
-        shop = GatewayShop(
-            http,
-            system,
-            admin_token=mint(os.environ.get("JWT_SECRET", "local-dev-secret"), "0", "admin"),
-        )
+    async with httpx.AsyncClient(timeout=60, auth=ActAsUser(system.secrets.jwt)) as http:
+        shop = GatewayShop(http, system, admin_token=mint(system.secrets.jwt, "0", "admin"))
         shop.gateway_url = gateway.url
         yield shop
 
@@ -249,34 +249,224 @@ async def test_the_gateway_answers_problem_json_for_what_it_refuses(
     assert too_large.json()["code"] == "PAYLOAD_TOO_LARGE"
 
 
-async def test_hammering_the_issue_path_is_rate_limited_per_client(
+RATE_LIMITED = {
+    "type": "https://errors.shop.local/rate-limited",
+    "title": "Too many requests",
+    "status": 429,
+    "detail": "Too many requests from this user, or too many in flight on this route; retry in a moment.",
+    "code": "RATE_LIMITED",
+}
+
+
+async def test_one_user_hammering_the_issue_path_is_rate_limited(
     shop_via_gateway: GatewayShop,
 ) -> None:
     shop = shop_via_gateway
     coupon = await shop.create_coupon(total_quantity=1_000)
     path = shop.url("coupon", f"/coupons/{coupon['id']}/issue")
-    users = [shop.new_user() for _ in range(40)]
-    answers = await asyncio.gather(*(shop.http.post(path, json={"user_id": u}) for u in users))
+    user = shop.new_user()
+    answers = await asyncio.gather(
+        *(shop.http.post(path, json={"user_id": user}) for _ in range(40))
+    )
 
     statuses = [a.status_code for a in answers]
-    assert set(statuses) <= {201, 429}, statuses
+    assert set(statuses) <= {201, 409, 429}, statuses
+    assert statuses.count(201) == 1, statuses
     limited = [a for a in answers if a.status_code == 429]
-    assert limited, "40 simultaneous issue requests from one client, none was limited"
+    assert limited, "40 simultaneous issue requests from one user, none was limited"
     for answer in limited:
         assert answer.headers["content-type"] == PROBLEM
         assert answer.headers["retry-after"] == "1"
-        assert answer.json() == {
-            "type": "https://errors.shop.local/rate-limited",
-            "title": "Too many requests",
-            "status": 429,
-            "detail": "Too many coupon issue requests from this client; retry in a moment.",
-            "code": "RATE_LIMITED",
-        }
-    # A limited request never reached the coupon service: only the admitted ones were issued.
-    issued = await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))
-    assert issued.json()["issued_quantity"] == statuses.count(201)
-    # Other paths of the same client are not limited.
+        assert answer.json() == RATE_LIMITED
+    # Other paths of the same user are not limited.
     assert (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).status_code == 200
+
+
+async def test_400_users_behind_one_address_are_all_served_in_a_rush(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    """One carrier NAT address, 400 users with their own tokens, all at once: the limit is per
+    user, so each is served (issued, or sold out), none turned away."""
+    shop = shop_via_gateway
+    coupon = await shop.create_coupon(total_quantity=300)
+    path = shop.url("coupon", f"/coupons/{coupon['id']}/issue")
+    users = [shop.new_user() for _ in range(400)]
+    answers = await asyncio.gather(*(shop.http.post(path, json={"user_id": u}) for u in users))
+
+    statuses = [a.status_code for a in answers]
+    assert 429 not in statuses
+    assert statuses.count(201) == 300, sorted(set(statuses))
+    assert {a.json()["code"] for a in answers if a.status_code != 201} == {"COUPON_SOLD_OUT"}
+    issued = (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()
+    assert issued["issued_quantity"] == 300
+
+
+async def test_users_are_confined_to_their_own_data_through_the_gateway(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    shop = shop_via_gateway
+    secret = shop.system.secrets.jwt
+    alice, bob = shop.new_user(), shop.new_user()
+    as_alice = bearer(secret, alice)
+    product = await shop.create_product("tea", 4_000, 10)
+    coupon = await shop.create_coupon(discount_value=500, total_quantity=10)
+    await shop.charge(bob, 20_000)
+    await shop.charge(alice, 20_000)
+    bobs_coupon = await shop.issue(coupon["id"], bob)
+    bobs_order = await shop.order_and_wait(bob, [(product["id"], 1)])
+    assert bobs_order["status"] == "PAID"
+    base = shop.gateway_url
+
+    refused = {
+        "read Bob's balance": await shop.http.get(f"{base}/points/{bob}", headers=as_alice),
+        "read Bob's ledger": await shop.http.get(f"{base}/points/{bob}/history", headers=as_alice),
+        "charge Bob": await shop.http.post(
+            f"{base}/points/{bob}/charge", json={"amount": 1_000}, headers=as_alice
+        ),
+        "list Bob's coupons": await shop.http.get(f"{base}/users/{bob}/coupons", headers=as_alice),
+        "issue for Bob": await shop.http.post(
+            f"{base}/coupons/{coupon['id']}/issue", json={"user_id": bob}, headers=as_alice
+        ),
+        "list Bob's orders": await shop.http.get(f"{base}/users/{bob}/orders", headers=as_alice),
+        "read Bob's order": await shop.http.get(
+            f"{base}/orders/{bobs_order['order_id']}", headers=as_alice
+        ),
+        "order as Bob": await shop.http.post(
+            f"{base}/orders",
+            json={"user_id": bob, "items": [{"product_id": product["id"], "quantity": 1}]},
+            headers=as_alice,
+        ),
+    }
+    for what, r in refused.items():
+        assert (r.status_code, r.json()["code"]) == (403, "FORBIDDEN"), what
+        assert r.headers["content-type"] == PROBLEM, what
+
+    # Ordering with Bob's coupon takes nothing from anyone.
+    stolen = await shop.order_and_wait(alice, [(product["id"], 1)], bobs_coupon)
+    assert (stolen["status"], stolen["failure_reason"]) == ("FAILED", "COUPON_INVALID")
+    assert (await shop.user_coupon(bob, bobs_coupon))["status"] == "AVAILABLE"
+    assert await shop.balance(alice) == 20_000
+    assert await shop.balance(bob) == 20_000 - bobs_order["total"]
+    assert [
+        i["user_id"] for i in (await shop.http.get(f"{base}/users/{bob}/orders")).json()["items"]
+    ] == [bob]
+
+    # Admin endpoints refuse a user's token.
+    for method, path, body in (
+        ("POST", "/products", {"name": "x", "price": 1, "stock": 1}),
+        ("PUT", f"/products/{product['id']}/stock", {"stock": 0}),
+        (
+            "POST",
+            "/coupons",
+            {
+                "name": "x",
+                "discount_type": "FIXED",
+                "discount_value": 1,
+                "total_quantity": 1,
+                "valid_days": 1,
+                "min_order_amount": 0,
+            },
+        ),
+    ):
+        r = await shop.http.request(method, f"{base}{path}", json=body, headers=as_alice)
+        assert (r.status_code, r.json()["code"]) == (403, "FORBIDDEN"), path
+    assert (await shop.product(product["id"]))["stock"] == 9
+
+
+def _b64(part: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+async def test_tokens_we_did_not_issue_are_401_through_the_gateway(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    shop = shop_via_gateway
+    secret, user = shop.system.secrets.jwt, shop.new_user()
+    now = int(time.time())
+    tokens = {
+        "expired": mint(secret, str(user), "user", ttl_s=-60),
+        "malformed": "not.a-token",
+        "unsigned (alg none)": f"{_b64({'alg': 'none', 'typ': 'JWT'})}."
+        f"{_b64({'sub': str(user), 'role': 'admin', 'exp': now + 60})}.",
+        "wrongly signed": mint("z" * 48, str(user), "admin"),
+        "the public local secret": mint("local-dev-secret", str(user), "admin"),
+        "over-long-lived": mint(secret, str(user), "user", ttl_s=30 * 86_400),
+    }
+    for what, token in tokens.items():
+        r = await shop.http.get(
+            f"{shop.gateway_url}/points/{user}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (r.status_code, r.json()["code"]) == (401, "UNAUTHENTICATED"), what
+        assert r.headers["content-type"] == PROBLEM
+
+
+async def test_the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Requests without a token are limited per client address. 30 of them, each with another
+    X-Forwarded-For: from an untrusted peer they are one address (limited); from a trusted proxy,
+    30 addresses (none limited)."""
+    address, seen = recorder
+
+    async def statuses(trusted: str | None) -> list[int]:
+        settings = {"GATEWAY_TRUSTED_PROXIES": trusted} if trusted else {}
+        gw = Gateway(
+            tmp_path_factory.mktemp("gateway-xff"),
+            dict.fromkeys(SERVICES, address),
+            issue_rate="1r/s",
+            issue_burst=5,
+            settings=settings,
+        )
+        await gw.start()
+        try:
+            async with httpx.AsyncClient() as http:
+                answers = await asyncio.gather(
+                    *(
+                        http.post(
+                            f"{gw.url}/coupons/1/issue",
+                            json={"user_id": 1},
+                            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                        )
+                        for i in range(30)
+                    )
+                )
+        finally:
+            await gw.stop()
+        return [a.status_code for a in answers]
+
+    untrusted = await statuses(None)
+    assert untrusted.count(429) >= 20, untrusted
+    trusted = await statuses("127.0.0.1/32")
+    assert trusted == [200] * 30
+    assert seen[-1]["headers"].get("X-Real-IP", "").startswith("203.0.113.")
+
+
+async def test_a_route_past_its_in_flight_cap_answers_429_at_once(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    address, _ = recorder
+    gw = Gateway(
+        tmp_path_factory.mktemp("gateway-cap"),
+        dict.fromkeys(SERVICES, address),
+        settings={"GATEWAY_IN_FLIGHT_MAX": "2"},
+    )
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answers = await asyncio.gather(
+                *(http.get(f"{gw.url}/products/slow-{i}") for i in range(6))
+            )
+            after = await http.get(f"{gw.url}/products/1")
+    finally:
+        await gw.stop()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) >= 2, statuses
+    assert statuses.count(429) >= 1, statuses
+    for answer in answers:
+        if answer.status_code == 429:
+            assert answer.headers["content-type"] == PROBLEM
+            assert answer.json() == RATE_LIMITED
+    assert after.status_code == 200  # the cap counts requests in flight, not a rate
 
 
 # ------------------------------------------------------------------ what reaches an upstream
@@ -287,6 +477,8 @@ class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, Any]]
 
     def _answer(self) -> None:
+        if "/slow" in self.path:
+            time.sleep(0.5)  # a request that stays in flight
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.seen.append(

@@ -1,4 +1,5 @@
 import asyncio
+import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from coupon.config import Settings
 from coupon.main import build_runtime, create_app
 from shopkit.auth import mint
 from shopkit.runtime import Runtime
-from shopkit.testing import asyncpg_dsn, running_server, temp_database, unique
+from shopkit.testing import ActAsUser, asyncpg_dsn, running_server, temp_database, unique
 
 CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -52,9 +53,10 @@ async def base_url(settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(base_url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as c:
+    auth = ActAsUser(settings.jwt_secret)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, auth=auth) as c:
         yield c
 
 
@@ -152,8 +154,9 @@ class Rush:
     10,000-request rush into minutes of measuring the client. `answered` counts the replies so
     far, for tests that act in the middle of a rush."""
 
-    def __init__(self, base_urls: Sequence[str], connections: int = 256) -> None:
+    def __init__(self, base_urls: Sequence[str], secret: str, connections: int = 256) -> None:
         self.targets = [urlsplit(u) for u in base_urls]
+        self.secret = secret
         self.connections = connections
         self.answered = 0
         self._milestones: list[tuple[int, asyncio.Event]] = []
@@ -177,7 +180,8 @@ class Rush:
                 while not queue.empty():
                     i = queue.get_nowait()
                     path, body = calls[i]
-                    answers[i] = await self._post(reader, writer, target.netloc, path, body)
+                    token = mint(self.secret, str(body["user_id"]), "user")
+                    answers[i] = await self._post(reader, writer, target.netloc, path, body, token)
                     self.answered += 1
                     for answered, event in self._milestones:
                         if self.answered >= answered:
@@ -195,10 +199,12 @@ class Rush:
         host: str,
         path: str,
         body: dict[str, Any],
+        token: str,
     ) -> Answer:
         payload = orjson.dumps(body)
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
@@ -214,5 +220,6 @@ class Rush:
 
 
 @pytest.fixture
-def rush() -> Callable[..., Rush]:
-    return Rush
+def rush(settings: Settings) -> Callable[..., Rush]:
+    """Rush(base_urls, connections=…): each request with a token of the user in its body."""
+    return functools.partial(Rush, secret=settings.jwt_secret)

@@ -22,6 +22,7 @@ from shop_contracts import (
     topics,
 )
 from shopkit.testing import (
+    ActAsUser,
     asyncpg_dsn,
     collect,
     eventually,
@@ -61,20 +62,21 @@ def api_only(settings: Settings) -> ApiOnly:
     @asynccontextmanager
     async def instance(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         config = settings.model_copy(update={"run_workers": False, **overrides})
-        async with running_server(create_app(config)) as url, http(url) as client:
+        async with running_server(create_app(config)) as url, http(url, settings) as client:
             yield client
 
     return instance
 
 
-def http(base_url: str) -> httpx.AsyncClient:
+def http(base_url: str, settings: Settings) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
+    auth = ActAsUser(settings.jwt_secret)
+    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, auth=auth)
 
 
 @pytest.fixture
-async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(base_url) as c:
+async def client(base_url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(base_url, settings) as c:
         yield c
 
 

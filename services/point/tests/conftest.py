@@ -5,7 +5,7 @@ import pytest
 
 from point.config import Settings
 from point.main import create_app
-from shopkit.testing import running_server, temp_database, unique
+from shopkit.testing import ActAsUser, running_server, temp_database, unique
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +21,10 @@ async def base_url(settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(base_url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as c:
+    auth = ActAsUser(settings.jwt_secret)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits, auth=auth) as c:
         yield c
 
 

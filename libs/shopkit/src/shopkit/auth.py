@@ -1,6 +1,8 @@
 """JWT verification (HS256, API.md "Authentication"): `AdminClaims` for admin endpoints,
-`authorize_user()` for endpoints about one user (enforced when AUTH_ENFORCE_USERS is on)."""
+`authorize_user()` for endpoints about one user (a token of that user or an admin; only
+AUTH_ENFORCE_USERS=false, for local experiments, lets a request without a token through)."""
 
+import time
 from typing import Annotated, Literal
 
 import jwt
@@ -8,6 +10,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from shopkit.errors import Forbidden, Unauthenticated
+from shopkit.settings import ServiceSettings
 
 
 class Claims(BaseModel):
@@ -16,12 +19,33 @@ class Claims(BaseModel):
     exp: int
 
 
-def decode(token: str, secret: str) -> Claims:
+def decode(token: str, settings: ServiceSettings) -> Claims:
+    """The claims of a token signed with HS256 by our secret, with `exp` in the future, `iss` and
+    `aud` as configured, and a lifetime within JWT_MAX_LIFETIME_S; anything else is 401."""
+    required = ["exp", "sub"]
+    if settings.jwt_issuer is not None:
+        required.append("iss")
+    if settings.jwt_audience is not None:
+        required.append("aud")
     try:
-        raw = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-        return Claims.model_validate(raw)
+        raw = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],  # never "none", never another key type
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            options={"require": required, "verify_aud": settings.jwt_audience is not None},
+        )
+        claims = Claims.model_validate(raw)
     except (jwt.PyJWTError, ValidationError) as exc:
         raise Unauthenticated(f"Invalid token: {exc}") from exc
+    issued_at = raw.get("iat")
+    start = issued_at if isinstance(issued_at, int | float) else time.time()
+    if claims.exp - start > settings.jwt_max_lifetime_s:
+        raise Unauthenticated(
+            f"Invalid token: it lives longer than {settings.jwt_max_lifetime_s} s."
+        )
+    return claims
 
 
 def _bearer(request: Request) -> str | None:
@@ -36,7 +60,7 @@ def _bearer(request: Request) -> str | None:
 
 async def optional_claims(request: Request) -> Claims | None:
     token = _bearer(request)
-    return None if token is None else decode(token, request.app.state.settings.jwt_secret)
+    return None if token is None else decode(token, request.app.state.settings)
 
 
 async def require_admin(claims: Annotated[Claims | None, Depends(optional_claims)]) -> Claims:
@@ -61,8 +85,14 @@ def authorize_user(request: Request, claims: Claims | None, user_id: int) -> Non
         raise Forbidden("The token's subject is another user.")
 
 
-def mint(secret: str, sub: str, role: Literal["user", "admin"], ttl_s: int = 3600) -> str:
-    """Demo and test tokens (`make token`)."""
-    import time
-
-    return jwt.encode({"sub": sub, "role": role, "exp": int(time.time()) + ttl_s}, secret, "HS256")
+def mint(
+    secret: str,
+    sub: str,
+    role: Literal["user", "admin"],
+    ttl_s: int = 3600,
+    **claims: str | int,
+) -> str:
+    """Demo and test tokens (`make token`); production tokens come from the identity provider."""
+    now = int(time.time())
+    body = {"sub": sub, "role": role, "iat": now, "exp": now + ttl_s, **claims}
+    return jwt.encode(body, secret, "HS256")

@@ -1,8 +1,18 @@
 """Settings shared by every service. Each service subclasses `ServiceSettings` with its own
 env prefix (`POINT_`, `ORDER_`, …); cluster-wide settings (Kafka, JWT) are read without prefix."""
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_JWT_SECRET = "local-dev-secret"
+MIN_SECRET_BYTES = 32
+
+
+class InsecureSecret(ValueError):
+    """A secret anyone can know (the public local default) or guess (too short), outside local
+    mode: the process refuses to start rather than accept forged tokens."""
 
 
 class ServiceSettings(BaseSettings):
@@ -120,12 +130,64 @@ class ServiceSettings(BaseSettings):
         "means fewer, fuller fetches under load and a fetch per max wait while idle.",
     )
 
-    jwt_secret: str = Field(default="local-dev-secret", validation_alias="JWT_SECRET")
-    auth_enforce_users: bool = Field(default=False, validation_alias="AUTH_ENFORCE_USERS")
+    local_mode: bool = Field(
+        default=False,
+        validation_alias="SHOP_LOCAL_MODE",
+        description="A local run (set by the local scripts, never by compose or Kubernetes): "
+        "the public local default secrets are accepted.",
+    )
+    jwt_secret: str = Field(
+        default=LOCAL_JWT_SECRET,
+        validation_alias="JWT_SECRET",
+        description="HS256 key of bearer tokens: at least 32 bytes outside local mode.",
+    )
+    jwt_issuer: str | None = Field(
+        default=None, validation_alias="JWT_ISSUER", description="When set, `iss` must be it."
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        validation_alias="JWT_AUDIENCE",
+        description="When set, `aud` must name it.",
+    )
+    jwt_max_lifetime_s: int = Field(
+        default=86_400,
+        ge=1,
+        validation_alias="JWT_MAX_LIFETIME_S",
+        description="A token living longer than this (exp - iat, or exp - now) is refused.",
+    )
+    auth_enforce_users: bool = Field(
+        default=True,
+        validation_alias="AUTH_ENFORCE_USERS",
+        description="User endpoints need a token of that user (or an admin). Off only for "
+        "local experiments.",
+    )
 
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
     shutdown_timeout_s: float = 10.0
+
+    def local_default_secrets(self) -> dict[str, tuple[str, str]]:
+        """field name -> (its environment variable, its public local default). A service with
+        more secrets extends this."""
+        return {"jwt_secret": ("JWT_SECRET", LOCAL_JWT_SECRET)}
+
+    @model_validator(mode="after")
+    def _refuse_forgeable_secrets(self) -> Self:
+        if self.local_mode:
+            return self
+        for field, (variable, local_default) in self.local_default_secrets().items():
+            value: str = getattr(self, field)
+            if value == local_default:
+                raise InsecureSecret(
+                    f"{variable} is the public local default: set a secret of at least "
+                    f"{MIN_SECRET_BYTES} bytes (or SHOP_LOCAL_MODE=true for a local run)"
+                )
+            if len(value.encode()) < MIN_SECRET_BYTES:
+                raise InsecureSecret(
+                    f"{variable} is shorter than {MIN_SECRET_BYTES} bytes: set a longer one "
+                    f"(or SHOP_LOCAL_MODE=true for a local run)"
+                )
+        return self
 
     def topic(self, name: str) -> str:
         """The physical topic for a logical one (a prefix isolates environments and test runs)."""

@@ -12,7 +12,7 @@ import pytest
 from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.main import create_app
-from shopkit.testing import free_port, running_server
+from shopkit.testing import ActAsUser, free_port, running_server
 
 PROBLEM = "application/problem+json"
 
@@ -220,7 +220,7 @@ async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
     )
     async with (
         running_server(create_app(nowhere)) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as other,
+        httpx.AsyncClient(base_url=url, timeout=10, auth=ActAsUser(settings.jwt_secret)) as other,
     ):
         r = await other.post(f"/coupons/{coupon['id']}/issue", json={"user_id": 31})
         assert r.status_code == 503

@@ -3,6 +3,8 @@ from pydantic_settings import SettingsConfigDict
 
 from shopkit.settings import ServiceSettings
 
+LOCAL_PLATFORM_SECRET = "local-dev-platform-secret"
+
 
 class RelaySettings(ServiceSettings):
     """`ORDER_RELAY_*`; the platform's address and secret are shared names without prefix."""
@@ -27,8 +29,9 @@ class RelaySettings(ServiceSettings):
         validation_alias=AliasChoices("DATA_PLATFORM_URL", "data_platform_url"),
     )
     data_platform_secret: str = Field(
-        default="local-dev-platform-secret",
+        default=LOCAL_PLATFORM_SECRET,
         validation_alias=AliasChoices("DATA_PLATFORM_SECRET", "data_platform_secret"),
+        description="HMAC key of the deliveries' X-Signature: at least 32 bytes outside local mode.",
     )
     consumer_group: str = "order.dataplatform-relay"
     max_attempts: int = Field(
@@ -41,3 +44,8 @@ class RelaySettings(ServiceSettings):
     deliveries_retention_days: int = Field(
         default=30, ge=1, description="How long delivered event ids are remembered."
     )
+
+    def local_default_secrets(self) -> dict[str, tuple[str, str]]:
+        return super().local_default_secrets() | {
+            "data_platform_secret": ("DATA_PLATFORM_SECRET", LOCAL_PLATFORM_SECRET)
+        }
