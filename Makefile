@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
 STACK := deploy/local/stack.sh
+# Commands started from here are local runs: the public local default secrets are accepted (compose
+# and Kubernetes never set this; a service refuses those secrets anywhere else).
+export SHOP_LOCAL_MODE ?= true
 PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking -p dataplatform_standin
 
 .PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot
