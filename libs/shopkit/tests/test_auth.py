@@ -144,3 +144,15 @@ def test_local_mode_accepts_the_local_default_and_still_confines_users(
     settings = ServiceSettings()
     assert settings.jwt_secret == LOCAL_JWT_SECRET
     assert settings.auth_enforce_users
+
+
+def test_turning_confinement_off_is_for_local_experiments_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_ENFORCE_USERS", "false")
+    monkeypatch.setenv("JWT_SECRET", "y" * 32)
+    monkeypatch.setenv("SHOP_LOCAL_MODE", "false")
+    with pytest.raises(ValidationError, match="AUTH_ENFORCE_USERS=false"):
+        ServiceSettings()
+    monkeypatch.setenv("SHOP_LOCAL_MODE", "true")
+    assert not ServiceSettings().auth_enforce_users

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
-from shopkit.errors import DomainError
+from shopkit.errors import DomainError, Unauthenticated
 from shopkit.logging import get_logger
 from shopkit.metrics import HTTP_LATENCY
 from shopkit.runtime import Runtime
@@ -46,7 +46,10 @@ def problem(status: int, code: ErrorCode, title: str, detail: str, **extra: Any)
 
 async def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(exc.status, exc.code, exc.title, exc.detail)
+    response = problem(exc.status, exc.code, exc.title, exc.detail)
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="shop"'  # RFC 6750
+    return response
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

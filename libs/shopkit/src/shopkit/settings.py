@@ -10,9 +10,10 @@ LOCAL_JWT_SECRET = "local-dev-secret"
 MIN_SECRET_BYTES = 32
 
 
-class InsecureSecret(ValueError):
-    """A secret anyone can know (the public local default) or guess (too short), outside local
-    mode: the process refuses to start rather than accept forged tokens."""
+class InsecureSettings(ValueError):
+    """Outside local mode, a secret anyone can know (the public local default) or guess (too
+    short), or user confinement turned off: the process refuses to start rather than let anyone
+    forge a token or act as any user."""
 
 
 class ServiceSettings(BaseSettings):
@@ -175,15 +176,20 @@ class ServiceSettings(BaseSettings):
     def _refuse_forgeable_secrets(self) -> Self:
         if self.local_mode:
             return self
+        if not self.auth_enforce_users:
+            raise InsecureSettings(
+                "AUTH_ENFORCE_USERS=false lets anyone act as any user: it is for local "
+                "experiments only (SHOP_LOCAL_MODE=true)"
+            )
         for field, (variable, local_default) in self.local_default_secrets().items():
             value: str = getattr(self, field)
             if value == local_default:
-                raise InsecureSecret(
+                raise InsecureSettings(
                     f"{variable} is the public local default: set a secret of at least "
                     f"{MIN_SECRET_BYTES} bytes (or SHOP_LOCAL_MODE=true for a local run)"
                 )
             if len(value.encode()) < MIN_SECRET_BYTES:
-                raise InsecureSecret(
+                raise InsecureSettings(
                     f"{variable} is shorter than {MIN_SECRET_BYTES} bytes: set a longer one "
                     f"(or SHOP_LOCAL_MODE=true for a local run)"
                 )

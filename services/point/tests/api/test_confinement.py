@@ -58,6 +58,7 @@ async def test_without_a_valid_token_it_is_401_and_changes_nothing(
                 assert r.status_code == 401, (name, r.text)
                 assert r.headers["content-type"] == PROBLEM
                 assert r.json()["code"] == "UNAUTHENTICATED"
+                assert r.headers["www-authenticate"].startswith("Bearer")
     assert (await client.get(f"/points/{user_id}")).json()["balance"] == 0
 
 
