@@ -1,3 +1,5 @@
+import tempfile
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
@@ -31,6 +33,11 @@ class Settings(ServiceSettings):
     )
 
     stream_app_id: str = Field(default="ranking", description="Faust app id (after the prefix).")
+    stream_data_dir: str = Field(
+        default=str(Path(tempfile.gettempdir()) / "shop-ranking"),
+        description="Faust's working directory (tables are in memory; it keeps only a lock "
+        "there): never the current directory.",
+    )
     stream_mirror_interval_s: float = Field(
         default=1.0, gt=0, description="How often table changes are written to daily_sales."
     )

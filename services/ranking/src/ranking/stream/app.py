@@ -17,6 +17,7 @@
 """
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -47,10 +48,12 @@ class SalesStream:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.calendar = BusinessCalendar(settings.timezone)
+        Path(settings.stream_data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes one level
         self.app = faust.App(
             settings.topic(settings.stream_app_id),
             broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
             store="memory://",
+            datadir=str(Path(settings.stream_data_dir) / "{conf.name}-data"),
             topic_partitions=settings.kafka_topic_partitions,
             topic_replication_factor=settings.kafka_replication_factor,
             consumer_auto_offset_reset="earliest",
