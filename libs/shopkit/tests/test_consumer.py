@@ -229,3 +229,32 @@ async def _at_least(
     sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID, n: int
 ) -> bool:
     return await effect_count(sessions, order_id) >= n
+
+
+async def test_a_statement_timeout_is_retried_while_it_lasts_not_dead_lettered(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A real PostgreSQL statement timeout (SQLSTATE 57014, a plain DBAPIError through asyncpg)
+    more times than a failing event is retried: the event waits, then is handled; had it been
+    an OrderFailed, its refund would have been dead-lettered before."""
+    order_id = uuid.uuid4()
+    timeouts = 0
+
+    async def slow_database(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
+        nonlocal timeouts
+        if timeouts < settings.consumer_max_retries + 4:
+            timeouts += 1
+            await uow.session.execute(text("SET LOCAL statement_timeout = 5"))
+            await uow.session.execute(text("SELECT pg_sleep(0.5)"))
+        await record_effect(uow, payment, envelope)
+
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, slow_database),
+    ):
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
+        late = await dead_letters.getmany(timeout_ms=500)
+    assert timeouts == settings.consumer_max_retries + 4
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1

@@ -11,9 +11,11 @@ changes nothing.
 When a batch fails, the handler that raised is known: the events before it are redone as a
 batch, the failing event is retried alone (`consumer_max_retries` times, with backoff) and then
 sent to the dead-letter topic with the error in its headers, and the rest go on as a batch —
-a poison event is isolated and never holds good ones back. Failures of the infrastructure (the
-database or the network down) are not the event's fault: they stop the consumer, which starts
-again from the committed offsets after a backoff.
+a poison event is isolated and never holds good ones back. Failures of the infrastructure
+(`shopkit.faults.is_transient`: a statement timeout, a deadlock, too many connections, the
+database or the network down) are not the event's fault: the event is retried with capped backoff
+for as long as they last, its partition waiting, and is never dead-lettered; after
+`consumer_transient_patience_s` the consumer restarts from its committed offsets and goes on.
 """
 
 import asyncio
@@ -29,15 +31,20 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType
 from shopkit.deadletter import dead_letter
+from shopkit.faults import is_transient
 from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
-from shopkit.metrics import CONSUMER_BATCH, CONSUMER_LAG, DEAD_LETTERED, EVENTS_CONSUMED
+from shopkit.metrics import (
+    CONSUMER_BATCH,
+    CONSUMER_LAG,
+    CONSUMER_WAITING,
+    DEAD_LETTERED,
+    EVENTS_CONSUMED,
+)
 from shopkit.pace import Pace
 from shopkit.settings import ServiceSettings
 from shopkit.uow import UnitOfWork
@@ -55,13 +62,6 @@ _claim = text(
     "SELECT :consumer, unnest(:event_ids) ON CONFLICT DO NOTHING RETURNING event_id"
 ).bindparams(bindparam("event_ids", type_=ARRAY(PgUUID(as_uuid=True))))
 """Claims a batch's events in one statement; returns the ids seen for the first time."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Failures of the infrastructure rather than of the event: retried until they pass."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError | TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -262,27 +262,56 @@ class EventConsumer:
     async def _handle_alone(
         self, delivery: Delivery, attempts_used: int, last_error: Exception | None = None
     ) -> None:
-        """One event in its own transaction, retried with backoff, then dead-lettered."""
+        """One event in its own transaction. A failure of its own is retried with backoff, then
+        the event is dead-lettered; a transient one is retried while it lasts (see the module)."""
         attempts = self.settings.consumer_max_retries + 1
+        failures, waits = attempts_used, 0
+        loop = asyncio.get_running_loop()
+        waiting_since: float | None = None
         with bound(**delivery.log_fields(self.group_id)):
-            for attempt in range(attempts_used + 1, attempts + 1):
-                if last_error is not None:
-                    log.warning("handler_failed", attempt=attempt - 1, error=repr(last_error))
-                    await asyncio.sleep(
-                        self.settings.consumer_retry_backoff_s * 2 ** max(attempt - 2, 0)
-                    )
-                try:
-                    await self._run_batch([delivery])
-                    return
-                except BatchFailed as failed:
-                    last_error = failed.error
-            assert last_error is not None
-            if is_transient(last_error):
-                # the database (or the network) is down, not the message: restart from the
-                # committed offset later instead of dead-lettering a good event
-                log.warning("handler_waiting_for_infrastructure", error=repr(last_error))
-                raise last_error
-            log.error("handler_gave_up", attempts=attempts, error=repr(last_error))
+            try:
+                while True:
+                    if last_error is not None:
+                        if is_transient(last_error):
+                            waiting_since = waiting_since or loop.time()
+                            CONSUMER_WAITING.labels(self.group_id).set(1)
+                            if (
+                                loop.time() - waiting_since
+                                > self.settings.consumer_transient_patience_s
+                            ):
+                                log.warning(
+                                    "handler_waiting_for_infrastructure", error=repr(last_error)
+                                )
+                                raise last_error  # restart from the committed offsets
+                            delay = min(
+                                self.settings.consumer_retry_backoff_s * 2**waits,
+                                self.settings.consumer_transient_backoff_max_s,
+                            )
+                            waits += 1
+                            log.warning(
+                                "handler_transient_failure",
+                                retry_in_s=delay,
+                                error=repr(last_error),
+                            )
+                        else:
+                            if failures >= attempts:
+                                break
+                            delay = self.settings.consumer_retry_backoff_s * 2 ** max(
+                                failures - 1, 0
+                            )
+                            log.warning("handler_failed", attempt=failures, error=repr(last_error))
+                        await asyncio.sleep(delay)
+                    try:
+                        await self._run_batch([delivery])
+                        return
+                    except BatchFailed as failed:
+                        last_error = failed.error
+                        if not is_transient(last_error):
+                            failures += 1
+            finally:
+                if waiting_since is not None:
+                    CONSUMER_WAITING.labels(self.group_id).set(0)
+            log.error("handler_gave_up", attempts=failures, error=repr(last_error))
             await self._dead_letter(delivery.message, f"{type(last_error).__name__}: {last_error}")
 
     async def _decode(self, message: Record) -> Delivery | None:

@@ -18,6 +18,11 @@ CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the high watermark", ["consumer", "topic", "partition"]
 )
 DEAD_LETTERED = Counter("dead_lettered_total", "Events sent to the dead-letter topic", ["consumer"])
+CONSUMER_WAITING = Gauge(
+    "consumer_waiting_for_infrastructure",
+    "1 while a consumer retries an event because the database, Kafka or a peer fails",
+    ["consumer"],
+)
 CONSUMER_BATCH = Histogram(
     "consumer_batch_events",
     "Events handled per consumer transaction",

@@ -100,8 +100,24 @@ class ServiceSettings(BaseSettings):
         description="The relay wakes on every commit that staged events (LISTEN/NOTIFY); this "
         "is only its fallback check while idle.",
     )
-    consumer_max_retries: int = 3
+    consumer_max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries of an event whose handler fails by itself (then it is "
+        "dead-lettered). A transient failure (shopkit.faults) is retried while it lasts.",
+    )
     consumer_retry_backoff_s: float = 0.2
+    consumer_transient_backoff_max_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait between retries of an event while the infrastructure fails.",
+    )
+    consumer_transient_patience_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="After this long retrying one event in place, the consumer restarts from "
+        "its committed offsets (rejoining its group) and goes on retrying: never dead-letters.",
+    )
     consumer_batch_size: int = Field(
         default=500,
         ge=1,

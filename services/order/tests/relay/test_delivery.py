@@ -1,5 +1,7 @@
-"""Done-means of the relay: retried until delivered once, dead-lettered when the platform
-stays down (and the orders after it still get through), never delivered twice."""
+"""Done-means of the relay: every paid order delivered exactly once. An outage of the platform
+(no answer, 5xx, 408, 429, a refused signature) pauses the relay for as long as it lasts and loses
+nothing; only an order the platform refuses itself is parked in the dead-letter topic, and the
+orders after it still get through."""
 
 import asyncio
 import uuid
@@ -109,37 +111,83 @@ async def test_a_platform_failing_the_first_3_attempts_gets_the_order_exactly_on
     assert metric("dataplatform_retries_total") - retried_before == 3
 
 
-async def test_a_platform_down_for_good_dead_letters_the_order_and_later_orders_get_through(
+async def test_a_platform_down_for_a_while_pauses_the_relay_and_loses_nothing(
     relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
 ) -> None:
     dead_before = metric("dataplatform_dead_lettered_total")
     await standin.post("/control/fail-next", json={"count": 1_000_000, "status": 503})
-    lost = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((4, 1)))
-    headers = await dead_letter_of(settings, lost)
+    waiting = [
+        await publish(settings.topic(topics.ORDER_EVENTS), paid_order((4, 1))) for _ in range(3)
+    ]
+    # Many more failed attempts than max_attempts: the relay probes, never gives up.
+    await eventually(lambda: _requests_at_least(standin, 3 * settings.max_attempts))
+    assert metric("dataplatform_circuit_open") == 1
+    await eventually(lambda: _metric_at_least("dataplatform_backlog", 1))
+    assert metric("dataplatform_dead_lettered_total") == dead_before
+
+    await standin.post("/control/fail-next", json={"count": 0, "status": 503})  # back
+    await eventually(lambda: _has_all(standin, waiting))
+    assert await delivered_keys(standin) == {str(e.event_id) for e in waiting}
+    assert (await stats(standin))["duplicates"] == 0
+    assert metric("dataplatform_circuit_open") == 0
+    assert metric("dataplatform_dead_lettered_total") == dead_before
+    outcomes = await _outcomes(settings, waiting)
+    assert {status for status, _ in outcomes.values()} == {"DELIVERED"}
+
+
+async def test_an_order_the_platform_refuses_is_parked_and_later_orders_get_through(
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
+) -> None:
+    dead_before = metric("dataplatform_dead_lettered_total")
+    await standin.post("/control/fail-next", json={"count": settings.max_attempts, "status": 422})
+    refused = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((4, 1)))
+    headers = await dead_letter_of(settings, refused)
     assert headers["dlq.attempts"] == str(settings.max_attempts)
-    assert headers["dlq.error"].startswith("HTTP 503")
+    assert headers["dlq.error"].startswith("HTTP 422")
     assert headers["dlq.topic"] == settings.topic(topics.ORDER_EVENTS)
     assert (await stats(standin))["requests"] == settings.max_attempts
     assert metric("dataplatform_dead_lettered_total") - dead_before == 1
 
-    await standin.post("/control/reset")  # the platform is back
     later = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((5, 1)))
     await eventually(lambda: delivered_keys(standin))
     assert await delivered_keys(standin) == {str(later.event_id)}
+    assert await _outcomes(settings, [refused, later]) == {
+        refused.event_id: ("DEAD_LETTERED", settings.max_attempts),
+        later.event_id: ("DELIVERED", 1),
+    }
+
+
+async def test_too_many_requests_and_request_timeouts_are_waited_out(
+    relay_url: str, settings: RelaySettings, standin: httpx.AsyncClient, paid_order: PaidOrder
+) -> None:
+    for status in (429, 408):
+        await standin.post("/control/reset")
+        await standin.post(
+            "/control/fail-next", json={"count": settings.max_attempts + 2, "status": status}
+        )
+        envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((3, 1)))
+        await eventually(lambda: delivered_keys(standin))
+        assert await delivered_keys(standin) == {str(envelope.event_id)}, status
+        assert (await stats(standin))["requests"] == settings.max_attempts + 3
+
+
+async def _outcomes(
+    settings: RelaySettings, envelopes: list[Envelope]
+) -> dict[uuid.UUID, tuple[str, int]]:
     db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         rows = await db.fetch(
-            "SELECT event_id, status, attempts, last_error FROM relay_deliveries"
+            "SELECT event_id, status, attempts FROM relay_deliveries"
             " WHERE event_id = ANY($1::uuid[])",
-            [lost.event_id, later.event_id],
+            [e.event_id for e in envelopes],
         )
     finally:
         await db.close()
-    outcome = {r["event_id"]: (r["status"], r["attempts"]) for r in rows}
-    assert outcome == {
-        lost.event_id: ("DEAD_LETTERED", settings.max_attempts),
-        later.event_id: ("DELIVERED", 1),
-    }
+    return {r["event_id"]: (r["status"], r["attempts"]) for r in rows}
+
+
+async def _metric_at_least(name: str, value: float) -> bool:
+    return metric(name) >= value
 
 
 async def test_a_redelivered_event_is_not_posted_again(
@@ -188,30 +236,60 @@ async def test_a_relay_rereading_delivered_events_after_a_crash_does_not_post_th
     assert replays == {str(o.event_id): int(o is orders[0]) for o in orders}
 
 
-async def test_a_wrong_secret_is_rejected_by_the_platform_and_dead_lettered(
+async def test_a_refused_signature_pauses_the_relay_until_the_secret_is_fixed(
     make_settings: Callable[..., RelaySettings],
     start_relay: StartRelay,
     standin: httpx.AsyncClient,
     paid_order: PaidOrder,
 ) -> None:
-    settings = make_settings(data_platform_secret="not-the-platform-secret")
-    async with start_relay(settings):
-        envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
-        headers = await dead_letter_of(settings, envelope)
-    assert headers["dlq.error"].startswith("HTTP 401")
-    assert (await stats(standin))["rejected_signatures"] == settings.max_attempts
+    """A secret rotated on one side only: the platform answers 401 to every order. That is not
+    the orders' fault: they wait (none dead-lettered) until the relay runs with the new secret."""
+    wrong = make_settings(data_platform_secret="not-the-platform-secret-but-32-bytes-long")
+    envelope = await publish(wrong.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
+    async with (
+        topic_reader(wrong.topic(topics.DEAD_LETTER)) as dead_letters,
+        start_relay(wrong),
+    ):
+        await eventually(lambda: _rejected_at_least(standin, wrong.max_attempts + 2))
+        parked = await dead_letters.getmany(timeout_ms=300)
+    assert not any(parked.values())
     assert await received(standin) == []
 
+    fixed = wrong.model_copy(update={"data_platform_secret": make_settings().data_platform_secret})
+    async with start_relay(fixed):
+        await eventually(lambda: delivered_keys(standin))
+    assert await delivered_keys(standin) == {str(envelope.event_id)}
 
-async def test_refused_connections_are_retried_then_dead_lettered(
-    make_settings: Callable[..., RelaySettings], start_relay: StartRelay, paid_order: PaidOrder
+
+async def test_refused_connections_are_retried_until_the_platform_is_reachable(
+    make_settings: Callable[..., RelaySettings],
+    start_relay: StartRelay,
+    standin: httpx.AsyncClient,
+    paid_order: PaidOrder,
 ) -> None:
-    settings = make_settings(data_platform_url=f"http://127.0.0.1:{free_port()}")
-    async with start_relay(settings):
-        envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
-        headers = await dead_letter_of(settings, envelope)
-    assert headers["dlq.error"].startswith("ConnectError")
-    assert headers["dlq.attempts"] == str(settings.max_attempts)
+    nowhere = make_settings(data_platform_url=f"http://127.0.0.1:{free_port()}")
+    retried_before = metric("dataplatform_retries_total")
+    envelope = await publish(nowhere.topic(topics.ORDER_EVENTS), paid_order((2, 1)))
+    async with (
+        topic_reader(nowhere.topic(topics.DEAD_LETTER)) as dead_letters,
+        start_relay(nowhere),
+    ):
+        await eventually(
+            lambda: _metric_at_least(
+                "dataplatform_retries_total", retried_before + nowhere.max_attempts + 2
+            )
+        )
+        parked = await dead_letters.getmany(timeout_ms=300)
+    assert not any(parked.values())
+
+    reachable = nowhere.model_copy(update={"data_platform_url": make_settings().data_platform_url})
+    async with start_relay(reachable):
+        await eventually(lambda: delivered_keys(standin))
+    assert await delivered_keys(standin) == {str(envelope.event_id)}
+
+
+async def _rejected_at_least(standin: httpx.AsyncClient, n: int) -> bool:
+    return (await stats(standin))["rejected_signatures"] >= n
 
 
 async def test_answers_slower_than_the_timeout_are_retried_and_delivered_once(
@@ -220,7 +298,7 @@ async def test_answers_slower_than_the_timeout_are_retried_and_delivered_once(
     standin: httpx.AsyncClient,
     paid_order: PaidOrder,
 ) -> None:
-    settings = make_settings(request_timeout_s=0.2, max_attempts=100, backoff_max_s=0.2)
+    settings = make_settings(request_timeout_s=0.2, backoff_max_s=0.2)
     await standin.post("/control/slow", json={"seconds": 1})
     async with start_relay(settings):
         envelope = await publish(settings.topic(topics.ORDER_EVENTS), paid_order((2, 1)))

@@ -35,10 +35,16 @@ class RelaySettings(ServiceSettings):
     )
     consumer_group: str = "order.dataplatform-relay"
     max_attempts: int = Field(
-        default=8, ge=1, description="Attempts per event, the first included."
+        default=3,
+        ge=1,
+        description="Attempts at an order the platform refuses itself (a 4xx other than 401, "
+        "403, 408, 425, 429) before it is parked in the dead-letter topic. Any other failure "
+        "is retried for as long as it lasts.",
     )
     backoff_initial_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between attempts while the platform fails."
+    )
     backoff_jitter_s: float = Field(default=0.5, ge=0, description="Random extra wait, 0..this.")
     request_timeout_s: float = Field(default=5.0, gt=0, description="Per attempt.")
     deliveries_retention_days: int = Field(

@@ -1,4 +1,4 @@
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERED = Counter("dataplatform_delivered_total", "Paid orders the data platform accepted (2xx)")
 RETRIED = Counter(
@@ -14,4 +14,12 @@ DELIVERY_SECONDS = Histogram(
     "dataplatform_delivery_seconds",
     "From the first attempt to the 2xx, retries included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+CIRCUIT_OPEN = Gauge(
+    "dataplatform_circuit_open",
+    "1 while the data platform fails and every delivery waits (the relay is paused)",
+)
+BACKLOG = Gauge(
+    "dataplatform_backlog",
+    "Messages on the order topic this relay has not finished yet (its assigned partitions)",
 )

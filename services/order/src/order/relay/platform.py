@@ -6,9 +6,20 @@ import httpx
 
 from order.relay.signing import signature
 
+RETRIED_STATUSES = frozenset({401, 403, 408, 425, 429})
+"""4xx answers that are not about the order: a timeout, too many requests, or the platform
+refusing our credentials (after a secret rotation on one side): retried while they last."""
+
 
 class DeliveryFailed(Exception):
-    """No 2xx: an error status, a timeout or no connection. Worth another attempt."""
+    """No 2xx. `permanent` when the platform refuses this order itself (a 4xx not in
+    RETRIED_STATUSES): retrying cannot help and the order is parked in the dead-letter topic.
+    Otherwise (a timeout, no connection, 5xx, 408, 429, 401/403) the platform or the way to it
+    fails and the delivery waits until it passes."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class DataPlatformClient:
@@ -36,7 +47,11 @@ class DataPlatformClient:
         except httpx.HTTPError as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         if not response.is_success:
-            raise DeliveryFailed(f"HTTP {response.status_code}: {response.text[:300]}")
+            status = response.status_code
+            raise DeliveryFailed(
+                f"HTTP {status}: {response.text[:300]}",
+                permanent=400 <= status < 500 and status not in RETRIED_STATUSES,
+            )
         return response.status_code
 
     async def aclose(self) -> None:

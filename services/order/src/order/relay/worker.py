@@ -1,10 +1,14 @@
 """The relay's consumer loop.
 
 Partitions are independent: each fetched batch is handed to its own task and the partition
-is paused until that task is done, so a slow or failing platform holds back only the
-partition whose event is being retried; the others keep flowing. Within a partition events
-go one at a time, in order. Offsets are committed as each event is finished (delivered,
-dead-lettered or skipped), never before.
+is paused until that task is done, so a slow answer holds back only its partition. Within a
+partition events go one at a time, in order. Offsets are committed as each event is finished
+(delivered, parked in the dead-letter topic or skipped), never before.
+
+A paid order is never dropped: when the platform fails (timeouts, no connection, 5xx, 408, 429,
+401/403), the circuit breaker pauses every partition and probes until the platform answers, for
+as long as the outage lasts. Only an order the platform refuses itself (another 4xx, after
+`max_attempts`) is parked in the dead-letter topic, from where it can be replayed.
 
 Exactly one logical delivery per event: the platform dedupes on the Idempotency-Key (the event
 id), and the relay also remembers delivered event ids (relay_deliveries), so a redelivered
@@ -23,17 +27,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
+from order.relay.breaker import CircuitBreaker
 from order.relay.config import RelaySettings
 from order.relay.deliveries import Deliveries, Finished, Outcome
-from order.relay.metrics import DEAD_LETTERED, DELIVERED, DELIVERY_SECONDS, RETRIED, SKIPPED
+from order.relay.metrics import (
+    BACKLOG,
+    DEAD_LETTERED,
+    DELIVERED,
+    DELIVERY_SECONDS,
+    RETRIED,
+    SKIPPED,
+)
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.deadletter import dead_letter
@@ -73,6 +78,12 @@ class DataPlatformRelay:
         self._busy: dict[TopicPartition, asyncio.Task[None]] = {}
         self._done: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed: dict[TopicPartition, int] = {}
+        self.breaker = CircuitBreaker(
+            settings.backoff_initial_s,
+            settings.backoff_max_s,
+            settings.backoff_jitter_s,
+            backlog=self.backlog,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; reconnects with backoff when anything below fails."""
@@ -116,6 +127,8 @@ class DataPlatformRelay:
         )
         for tp, records in batches.items():
             consumer.pause(tp)
+            # Where this partition stands until the batch is done (a safe offset to commit).
+            self._done.setdefault(tp, records[0].offset)
             self._busy[tp] = asyncio.create_task(self._work(tp, records), name=f"relay-{tp}")
 
     async def _work(self, tp: TopicPartition, records: list[Record]) -> None:
@@ -134,6 +147,20 @@ class DataPlatformRelay:
         await self.deliveries.record_all(finished)
         self._done[tp] = records[-1].offset + 1
 
+    def backlog(self) -> int | None:
+        """Messages on the assigned partitions not finished yet (None before any is known)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total, known = 0, False
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            finished = self._done.get(tp, self._committed.get(tp))
+            if highwater is not None and finished is not None:
+                total += max(highwater - finished, 0)
+                known = True
+        return total if known else None
+
     async def _settle(self, consumer: AIOKafkaConsumer) -> None:
         """Resume the partitions whose batch is done and commit what was finished."""
         for tp, task in list(self._busy.items()):
@@ -143,6 +170,8 @@ class DataPlatformRelay:
                 if tp in consumer.assignment():
                     consumer.resume(tp)
         await self._commit(consumer, self._done.keys())
+        if (backlog := self.backlog()) is not None:
+            BACKLOG.set(backlog)
 
     async def _commit(self, consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
         offsets = {
@@ -190,8 +219,9 @@ class DataPlatformRelay:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, record: Record, delivered: set[UUID]) -> "Finished | None":
-        """One event: deliver an OrderPaid once (not if in `delivered`), dead-letter it after
-        the last attempt; how it ended, for the caller to record (None: nothing to record)."""
+        """One event: deliver an OrderPaid once (not if in `delivered`), waiting out any outage;
+        park it in the dead-letter topic only if the platform refuses it; how it ended, for the
+        caller to record (None: nothing to record)."""
         if event_type_of(record.headers) not in (None, OrderPaid.__name__):
             return None  # the saga's other events share the topic (told by the header, unread)
         try:
@@ -215,11 +245,12 @@ class DataPlatformRelay:
             started = time.monotonic()
             try:
                 attempts = await self._deliver(envelope, body)
-            except DeliveryFailed as exc:
-                attempts = self.settings.max_attempts
-                await self._dead_letter(record, str(exc), attempts)
+            except Refused as refused:
+                why = str(refused.error)
+                log.error("data_platform_refused_order", attempts=refused.attempts, error=why)
+                await self._dead_letter(record, why, refused.attempts)
                 return Finished(
-                    envelope.event_id, paid.order_id, Outcome.DEAD_LETTERED, attempts, str(exc)
+                    envelope.event_id, paid.order_id, Outcome.DEAD_LETTERED, refused.attempts, why
                 )
             DELIVERED.inc()
             DELIVERY_SECONDS.observe(time.monotonic() - started)
@@ -227,24 +258,40 @@ class DataPlatformRelay:
             return Finished(envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts)
 
     async def _deliver(self, envelope: Envelope, body: bytes) -> int:
-        """POST until a 2xx; the number of attempts it took. Raises the last DeliveryFailed."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.settings.backoff_initial_s,
-                max=self.settings.backoff_max_s,
-                jitter=self.settings.backoff_jitter_s,
-            ),
-            retry=retry_if_exception_type(DeliveryFailed),
-            before_sleep=_count_retry,
-            reraise=True,
-        )
-        attempts = 0
-        async for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                await self.platform.post_order(envelope.event_id, body)
-        return attempts
+        """POST until a 2xx; the number of attempts it took. Waits out every failure of the
+        platform (with the other partitions, through the breaker); raises Refused when the
+        platform refused this order `max_attempts` times."""
+        attempt = refusals = 0
+        while True:
+            attempt += 1
+            async with self.breaker.attempt():
+                try:
+                    await self.platform.post_order(envelope.event_id, body)
+                except DeliveryFailed as exc:
+                    failure = exc
+                else:
+                    self.breaker.answered()
+                    return attempt
+            RETRIED.inc()
+            if failure.permanent:
+                self.breaker.answered()  # it answered: the platform is up, this order is refused
+                refusals += 1
+                if refusals >= self.settings.max_attempts:
+                    raise Refused(attempt, failure)
+                delay = min(
+                    self.settings.backoff_initial_s * 2 ** (refusals - 1),
+                    self.settings.backoff_max_s,
+                )
+                log.warning("delivery_refused_will_retry", attempt=attempt, error=str(failure))
+                await asyncio.sleep(delay)
+            else:
+                delay = self.breaker.failed(str(failure))
+                log.warning(
+                    "delivery_failed_will_retry",
+                    attempt=attempt,
+                    error=str(failure),
+                    retry_in_s=round(delay, 3),
+                )
 
     async def _dead_letter(self, record: Record, error: str, attempts: int) -> None:
         await dead_letter(
@@ -258,6 +305,15 @@ class DataPlatformRelay:
         DEAD_LETTERED.inc()
 
 
+class Refused(Exception):
+    """The platform refused one order (not an outage): park it."""
+
+    def __init__(self, attempts: int, error: DeliveryFailed) -> None:
+        super().__init__(str(error))
+        self.attempts = attempts
+        self.error = error
+
+
 def _event_id_of(record: Record) -> UUID | None:
     """The event id of an OrderPaid (or of a message without header), read cheaply."""
     if event_type_of(record.headers) not in (None, OrderPaid.__name__):
@@ -266,15 +322,3 @@ def _event_id_of(record: Record) -> UUID | None:
         return UUID(orjson.loads(record.value)["event_id"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # handle() dead-letters it
-
-
-def _count_retry(state: RetryCallState) -> None:
-    RETRIED.inc()
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    log.warning(
-        "delivery_failed_will_retry",
-        attempt=state.attempt_number,
-        error=str(error),
-        retry_in_s=round(state.upcoming_sleep, 3),
-    )

@@ -1,0 +1,101 @@
+"""Transient or permanent: one answer, used by every consumer, relay and worker.
+
+A transient failure is the infrastructure's, not the work's: the database timed out a statement,
+chose this transaction as a deadlock victim, ran out of connections or is restarting; Kafka,
+Redis or an HTTP peer did not answer. Such work is retried, for as long as the failure lasts, and
+never dead-lettered. Anything else (an invalid payload, a constraint the event breaks, a bug) is
+permanent: retrying cannot fix it.
+
+PostgreSQL failures are classified by SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html),
+which asyncpg reports on every server error and SQLAlchemy keeps on the error it wraps.
+"""
+
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+TRANSIENT_SQLSTATE_CLASSES = frozenset(
+    {
+        "08",  # connection exception (also "cannot connect now" at start-up: 57P03 below)
+        "53",  # insufficient resources: too many connections, out of memory, disk full
+        "57",  # operator intervention: statement timeout (57014), shutdown, cannot connect now
+        "58",  # system error (I/O) outside PostgreSQL
+    }
+)
+TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization failure
+        "40P01",  # deadlock detected
+        "40003",  # statement completion unknown
+        "55P03",  # lock not available (lock_timeout, NOWAIT)
+        "55006",  # object in use
+        "25P03",  # idle in transaction session timeout
+    }
+)
+_TRANSIENT_FOREIGN = {
+    # Kafka, Redis and HTTP clients' network failures, by module and class name, so that this
+    # module needs none of them installed.
+    ("redis.exceptions", "ConnectionError"),
+    ("redis.exceptions", "TimeoutError"),
+    ("redis.exceptions", "BusyLoadingError"),
+    ("redis.exceptions", "TryAgainError"),
+    ("redis.exceptions", "ClusterDownError"),
+    ("httpx", "TransportError"),
+    ("aiokafka.errors", "KafkaTimeoutError"),  # not marked retriable, but it is
+}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error, what it wraps (`orig`) and what it was raised from, once each."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        # Not __context__: an error raised while handling a timeout is not a timeout.
+        todo += [orig if isinstance(orig, BaseException) else None, current.__cause__]
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a server error, wrapped or not; None for anything else."""
+    for error in _chain(exc):
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+    return None
+
+
+def is_transient_sqlstate(code: str) -> bool:
+    return code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES
+
+
+def _is_transient_foreign(error: BaseException) -> bool:
+    if getattr(error, "retriable", False) is True:  # aiokafka's retriable errors say so
+        return True
+    return any(
+        (cls.__module__.split("._")[0], cls.__name__) in _TRANSIENT_FOREIGN
+        for cls in type(error).__mro__
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` is the infrastructure's failure (retry while it lasts), False when it is
+    the work's own (retrying cannot help)."""
+    code = sqlstate_of(exc)
+    if code is not None:
+        return is_transient_sqlstate(code)
+    for error in _chain(exc):
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+            return True
+        if isinstance(error, OSError | TimeoutError | ConnectionError):
+            return True
+        if _is_transient_foreign(error):
+            return True
+    return False
