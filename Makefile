@@ -8,7 +8,7 @@ STACK := deploy/local/stack.sh
 export SHOP_LOCAL_MODE ?= true
 PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking -p dataplatform_standin
 
-.PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot
+.PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot deadletters
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,3 +57,6 @@ bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report wi
 
 ranking-snapshot: deps ## run the daily ranking job now (optionally AS_OF=2026-03-10T00:01+09:00)
 	$(UV) run python -m ranking.snapshot $(if $(AS_OF),--as-of $(AS_OF))
+
+deadletters: deps ## dead letters: list, or ARGS="show ID", ARGS="replay ID…|--all [--consumer C]"
+	@$(UV) run python -m shopkit.deadletters $(or $(ARGS),list)

@@ -1,6 +1,7 @@
 """The dead-letter topic, written one way by every consumer (the saga consumers, the
-data-platform relay, the ranking worker): the message as it came, and headers saying who gave
-up on it, why, and where it came from, so that it can be found and replayed."""
+data-platform relay, the ranking worker): the message as it came (key, value and its own
+headers), and `dlq.*` headers saying who gave up on it, why, and where it came from, so that it
+can be found and replayed (`python -m shopkit.deadletters`, `make deadletters`)."""
 
 from typing import Any
 
@@ -13,6 +14,7 @@ from shopkit.settings import ServiceSettings
 log = get_logger(__name__)
 
 MAX_ERROR_CHARS = 2_000
+PREFIX = "dlq."
 
 
 def dead_letter_headers(
@@ -36,6 +38,11 @@ def dead_letter_headers(
     return headers
 
 
+def original_headers(headers: Any) -> list[tuple[str, bytes]]:
+    """A message's own headers (event type, trace context, …), without any `dlq.*` ones."""
+    return [(k, bytes(v)) for k, v in (headers or ()) if not k.startswith(PREFIX)]
+
+
 async def dead_letter(
     producer: AIOKafkaProducer,
     settings: ServiceSettings,
@@ -50,7 +57,8 @@ async def dead_letter(
         settings.topic(topics.DEAD_LETTER),
         value=record.value,
         key=record.key,
-        headers=dead_letter_headers(
+        headers=original_headers(record.headers)
+        + dead_letter_headers(
             consumer=consumer,
             error=error,
             topic=record.topic,
