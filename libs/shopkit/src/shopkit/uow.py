@@ -102,7 +102,12 @@ class UnitOfWork:
             await self.session.execute(_all_in_one(writes))
         else:
             for table, rows in writes:
-                await self.session.execute(insert(table), rows)
+                # A statement per table: rows may carry SQL expressions (a deadline on the
+                # database's clock); outbox rows go as one executemany.
+                if table is _outbox:
+                    await self.session.execute(insert(table), rows)
+                else:
+                    await self.session.execute(insert(table).values(rows))
             await self.session.commit()
         self._committed = True
         callbacks, self._after_commit = self._after_commit, []

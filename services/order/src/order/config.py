@@ -12,9 +12,11 @@ class Settings(ServiceSettings):
     http_port: int = 8004
 
     saga_timeout_s: float = Field(
-        default=30.0,
+        default=120.0,
         gt=0,
-        description="An order still PENDING this long after it was placed fails with TIMEOUT.",
+        description="An order still PENDING this long after it was placed (on the database's "
+        "clock) fails with TIMEOUT. Well above a consumer's Kafka session timeout (30 s) plus its "
+        "restart backoff (up to 30 s), so a crashed or restarted step does not fail orders.",
     )
     deadline_sweep_interval_s: float = Field(
         default=1.0, gt=0, description="How often the sweeper looks for overdue orders."

@@ -1,7 +1,12 @@
 """Every order ends: the deadline sweeper fails what got no answer in time."""
 
 import asyncio
+import time
+import uuid
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from order.config import Settings
 from order.service.deadlines import expire_overdue
@@ -102,3 +107,32 @@ async def test_sweepers_racing_on_the_same_orders_fail_each_exactly_once(
         events = [t for t, _ in await saga.outbox(order["order_id"])]
         assert events == ["OrderCreated", "OrderFailed"]
         assert (await saga.order(order["order_id"]))["failure_reason"] == "TIMEOUT"
+
+
+async def test_the_deadline_is_set_on_the_database_clock_for_both_placing_paths(
+    api_only: "ApiOnly", db: Any, user_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API and worker machines may disagree about the time; the database is the one clock: it
+    sets the deadline (now() + the saga timeout) and the sweeper compares with it. Here the API
+    process's clock is an hour late."""
+
+    class LateClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> "LateClock":
+            return cls.fromtimestamp(time.time() - 3600, tz)
+
+    monkeypatch.setattr("order.service.ordering.datetime", LateClock)
+    body = {"user_id": user_id, "items": [{"product_id": 4, "quantity": 1}]}
+    async with api_only(saga_timeout_s=90.0) as client:
+        before = await db.fetchval("SELECT clock_timestamp()")
+        plain = (await client.post("/orders", json=body)).json()
+        keyed = (
+            await client.post("/orders", json=body, headers={"Idempotency-Key": f"k-{user_id}"})
+        ).json()
+        after = await db.fetchval("SELECT clock_timestamp()")
+    for order in (plain, keyed):
+        deadline = await db.fetchval(
+            "SELECT deadline_at - interval '90 seconds' FROM orders WHERE order_id = $1",
+            uuid.UUID(order["order_id"]),
+        )
+        assert before <= deadline <= after, (before, deadline, after)

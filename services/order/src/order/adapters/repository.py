@@ -115,7 +115,10 @@ class OrderRepository:
     def add(self, order: Order, uow: UnitOfWork) -> None:
         """A new order and its lines, written when `uow` commits (with its events: placing an
         order is then one statement)."""
-        uow.insert(_orders, [_order_row(order)])
+        # The deadline is set on the database's clock, the one the sweeper reads (never a
+        # process's clock: API and worker machines may disagree).
+        timeout = order.deadline_at - order.created_at
+        uow.insert(_orders, [_order_row(order) | {"deadline_at": func.now() + timeout}])
         uow.insert(
             _lines,
             [
@@ -145,6 +148,12 @@ class OrderRepository:
         order = _to_order(row)
         self._stored_lines[order.order_id] = list(order.lines)
         return order
+
+    async def database_now(self) -> datetime:
+        """The database's clock (its transaction's start): deadlines are set and read on it."""
+        now = await self.session.scalar(select(func.now()))
+        assert isinstance(now, datetime)
+        return now
 
     async def lock_overdue(self, now: datetime, limit: int) -> list[Order]:
         """Up to `limit` PENDING orders past their deadline, locked; rows another transaction

@@ -198,11 +198,15 @@ class DataPlatformRelay:
             self._committed.pop(tp, None)
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
-        """Shutdown or restart: let batches in hand finish for a while, commit, forget."""
+        """Shutdown or restart: let batches in hand finish for a while (not at all while the
+        platform is down: they would only wait), commit, forget. Within half the shutdown
+        timeout, so that the consumer still leaves its group cleanly."""
         if self._busy:
-            _, pending = await asyncio.wait(
-                self._busy.values(), timeout=self.settings.shutdown_timeout_s
-            )
+            pending = set(self._busy.values())
+            if not self.breaker.is_open:
+                _, pending = await asyncio.wait(
+                    pending, timeout=self.settings.shutdown_timeout_s / 2
+                )
             await self._cancel(list(pending))
         try:
             await self._commit(consumer, list(self._done))

@@ -7,7 +7,6 @@ Batches are claimed with `FOR UPDATE SKIP LOCKED`, so every replica can run the 
 """
 
 import asyncio
-from datetime import UTC, datetime
 
 from order.adapters.repository import OrderRepository
 from order.config import Settings
@@ -24,7 +23,7 @@ async def expire_overdue(uow: UnitOfWork, limit: int) -> int:
     """Fails up to `limit` overdue orders in one transaction; how many it failed."""
     async with uow:
         repo = OrderRepository(uow.session)
-        now = datetime.now(UTC)
+        now = await repo.database_now()
         overdue = await repo.lock_overdue(now, limit)
         for order in overdue:
             with bound(order_id=str(order.order_id)):
