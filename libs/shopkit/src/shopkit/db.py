@@ -53,6 +53,7 @@ class ProcessedEvent(Base):
     """The idempotent consumer's memory: written in the same transaction as the event's effect."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
     consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
     event_id: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)

@@ -138,3 +138,21 @@ def run_env() -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+# Revision 3, frozen like the others: retention (shopkit.retention) deletes processed-event rows
+# by age, which needs an index on it (the outbox and idempotency keys have theirs).
+RETENTION_INDEX_V3 = [
+    """
+CREATE INDEX IF NOT EXISTS ix_processed_events_processed_at ON processed_events (processed_at)
+""",
+]
+
+
+def add_retention_index_v3() -> None:
+    for statement in RETENTION_INDEX_V3:
+        op.execute(statement)
+
+
+def drop_retention_index_v3() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_processed_events_processed_at")

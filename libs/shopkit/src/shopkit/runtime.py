@@ -33,6 +33,7 @@ from shopkit.listen import PgListener
 from shopkit.logging import configure_logging, get_logger
 from shopkit.migrations import upgrade
 from shopkit.outbox import OutboxRelay
+from shopkit.retention import run_retention
 from shopkit.settings import ServiceSettings
 from shopkit.uow import UnitOfWork
 
@@ -116,6 +117,7 @@ class Runtime:
         if self.publishes:
             relay = OutboxRelay(self.settings, self.sessions, self.producer, self.listener)
             self._spawn("outbox-relay", relay.run(self._stop))
+            self._spawn("retention", run_retention(self.sessions, self.settings, self._stop))
         for spec in self.consumers:
             consumer = EventConsumer(
                 self.settings,

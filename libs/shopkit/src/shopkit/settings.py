@@ -179,6 +179,23 @@ class ServiceSettings(BaseSettings):
         "local experiments.",
     )
 
+    processed_events_retention_days: int = Field(
+        default=14,
+        ge=1,
+        description="Processed-event rows older than this are deleted: longer than the Kafka "
+        "retention (7 days by default) of the topics they guard against redelivery.",
+    )
+    idempotency_keys_retention_days: int = Field(
+        default=7, ge=1, description="Idempotency-Key answers are replayed for this long."
+    )
+    outbox_retention_days: int = Field(
+        default=7, ge=1, description="Published outbox rows are kept this long (never unsent ones)."
+    )
+    retention_interval_s: float = Field(
+        default=3_600, gt=0, description="How often those rows are pruned."
+    )
+    retention_batch: int = Field(default=5_000, ge=1, description="Rows deleted per transaction.")
+
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
     shutdown_timeout_s: float = 10.0

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ranking.adapters.repository import DailySalesRow, RankingRepository
 from ranking.config import Settings
-from ranking.domain.calendar import DAY_S, BusinessCalendar
+from ranking.domain.calendar import DAY_S, HOUR_S, BusinessCalendar
 from ranking.service.snapshots import take_snapshot
 from ranking.stream import tally
 from ranking.stream.tally import Tally
@@ -65,8 +65,15 @@ class SalesStream:
             web_enabled=False,
         )
         self.window = TumblingWindow(DAY_S, expires=timedelta(days=settings.retention_days))
-        self.sales = self._windowed("sales", "Units sold per (product, partition) per day")
-        self.events = self._windowed("events", "First offset each event id was seen at")
+        self.sales = self._windowed(
+            "sales", self.window, "Units sold per (product, partition) per day"
+        )
+        # Copies of an event at other offsets (an outbox relay that published it again after a
+        # crash) come minutes apart, not days: the event ids are kept hours, per hour of sale.
+        self.copies_window = TumblingWindow(HOUR_S, expires=timedelta(hours=settings.dedupe_hours))
+        self.events = self._windowed(
+            "event_ids", self.copies_window, "First offset each event id was seen at"
+        )
         self.source = self.app.topic(
             settings.topic(topics.ORDER_EVENTS), key_serializer="raw", value_serializer="raw"
         )
@@ -86,8 +93,8 @@ class SalesStream:
         self.sales.on_recover(self._restored)
         self.app.on_before_shutdown.connect(self._shutting_down)
 
-    def _windowed(self, name: str, description: str) -> WindowWrapper:
-        return cast(WindowWrapper, self.app.Table(name, window=self.window, help=description))
+    def _windowed(self, name: str, window: TumblingWindow, description: str) -> WindowWrapper:
+        return cast(WindowWrapper, self.app.Table(name, window=window, help=description))
 
     # -- the agent ------------------------------------------------------------------------
 
@@ -198,14 +205,22 @@ class SalesStream:
         return self.calendar.oldest_kept(datetime.now(UTC), self.settings.retention_days)
 
     async def _drop_old_days(self, _app: object = None) -> None:
+        """Drops sales older than the retention and event ids older than the dedupe hours, by
+        the wall clock (Faust's own expiry follows the stream's time, which stops when sales do)."""
         oldest = self._oldest_kept()
-        for table in (self.sales, self.events):
+        oldest_copy = (
+            self.calendar.wall_clock(datetime.now(UTC)) - self.settings.dedupe_hours * HOUR_S
+        )
+        for table, too_old in (
+            (self.sales, lambda start: self.calendar.day_starting(start) < oldest),
+            (self.events, lambda start: start + HOUR_S < oldest_copy),
+        ):
             store = table.table.data
-            old = [k for k in list(store.keys()) if self.calendar.day_starting(k[1][0]) < oldest]
+            old = [k for k in list(store.keys()) if too_old(k[1][0])]
             for key in old:
                 store.pop(key, None)
             if old:
-                log.info("old_days_dropped", table=table.name, windows=len(old))
+                log.info("old_windows_dropped", table=table.name, windows=len(old))
 
     async def _daily_snapshot(self, _app: object = None) -> None:
         await self._mirror()
