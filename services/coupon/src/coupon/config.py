@@ -11,6 +11,18 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_coupon"
     http_port: int = 8003
 
+    gate_reconcile_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often each open coupon's Redis gate is compared with PostgreSQL and "
+        "admissions no issued copy backs are taken back.",
+    )
+    gate_reconcile_grace_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An admission is repaired only if no copy backs it this long after it was "
+        "first seen unbacked: longer than any issuance in flight can take.",
+    )
     redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="REDIS_URL")
     redis_key_prefix: str = Field(
         default="coupon",

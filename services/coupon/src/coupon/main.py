@@ -9,6 +9,7 @@ from coupon.api.routes import router
 from coupon.config import Settings
 from coupon.service.batching import IssuanceBatcher
 from coupon.service.handlers import CONSUMERS
+from coupon.service.reconciling import gate_reconciler
 from shopkit.api import create_app as create_service_app
 from shopkit.api import serve
 from shopkit.logging import get_logger
@@ -22,7 +23,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_runtime(settings: Settings | None = None, gate: IssuanceGate | None = None) -> Runtime:
     """The service's process: with a gate, one that serves issuance requests."""
     settings = settings or Settings()
-    runtime = Runtime(settings, migrations=MIGRATIONS, consumers=CONSUMERS)
+    runtime = Runtime(
+        settings,
+        migrations=MIGRATIONS,
+        consumers=CONSUMERS,
+        workers=[gate_reconciler(settings, gate)],
+    )
     if gate is not None:
 
         async def warm_redis_pool(_: Runtime) -> None:

@@ -233,6 +233,19 @@ class IssuanceGate:
             members = await self.redis.smembers(issued)
         return {str(k): int(v) for k, v in raw_meta.items()}, {int(m) for m in members}
 
+    async def admitted(self, coupon_id: int) -> set[int] | None:
+        """The users the gate has admitted, or None when the gate is not intact (then it admits
+        no one until it is rebuilt from the database, which needs no repair)."""
+        meta, issued = self.keys(coupon_id)
+        async with _redis_errors():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(meta, "total", "count")
+                pipe.smembers(issued)
+                (total, count), members = await pipe.execute()
+        if total is None or count is None or int(count) != len(members):
+            return None
+        return {int(m) for m in members}
+
     async def forget(self, coupon_id: int) -> None:
         """Drops a coupon's gate, as a Redis flush would."""
         async with _redis_errors():

@@ -171,6 +171,11 @@ class CouponRepository:
         """Rebuilds of one coupon's gate take turns, across every process of the service."""
         await self.session.execute(select(func.pg_advisory_xact_lock(_gate_lock(coupon_id))))
 
+    async def open_coupon_ids(self) -> list[int]:
+        """Coupons with copies left: those whose gate still admits (or should)."""
+        stmt = select(Coupon.id).where(Coupon.issued_quantity < Coupon.total_quantity)
+        return list((await self.session.scalars(stmt.order_by(Coupon.id))).all())
+
     async def holders(self, coupon_id: int) -> list[int]:
         stmt = select(UserCoupon.user_id).where(UserCoupon.coupon_id == coupon_id)
         return list((await self.session.scalars(stmt)).all())
