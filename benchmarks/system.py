@@ -16,7 +16,7 @@ import httpx
 import redis.asyncio as redis
 
 from shopkit.auth import mint
-from shopkit.testing import asyncpg_dsn, free_port, temp_database, unique
+from shopkit.testing import asyncpg_dsn, delete_topics, free_port, temp_database, unique
 from tests.e2e.harness import ServiceProcess, start_system
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     run = unique("bench")
     coupon_prefix, reference_prefix = f"{run}-coupon", f"{run}-ref"
     stack.push_async_callback(_forget_redis_keys, redis_url, (coupon_prefix, reference_prefix))
+    stack.push_async_callback(delete_topics, {f"{run}."})
     env = {**SERVICE_ENV, "REDIS_URL": redis_url, "COUPON_REDIS_KEY_PREFIX": coupon_prefix}
     system = await start_system(stack, f"{run}.", env)
     urls = {name: s.url for name, s in system.services.items()}

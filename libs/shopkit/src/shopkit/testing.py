@@ -26,8 +26,33 @@ ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "postgresql://shop:shop@localhost:5
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 
 
+TOPIC_PREFIXES: set[str] = set()
+"""The topic prefixes this test session made (`unique("t.…")`), for `delete_topics`."""
+
+
 def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+    made = f"{prefix}{uuid.uuid4().hex[:10]}"
+    if prefix.startswith("t."):
+        TOPIC_PREFIXES.add(made)
+    return made
+
+
+async def delete_topics(prefixes: set[str]) -> int:
+    """Deletes the topics whose names start with one of `prefixes` (a session's own, so a run
+    does not leave thousands of partitions to the broker); how many."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not prefixes:
+        return 0
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        for start in range(0, len(doomed), 100):
+            await admin.delete_topics(doomed[start : start + 100])
+        return len(doomed)
+    finally:
+        await admin.close()
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
