@@ -8,7 +8,7 @@ STACK := deploy/local/stack.sh
 export SHOP_LOCAL_MODE ?= true
 PACKAGES := -p shop_contracts -p shopkit -p point -p product -p coupon -p order -p ranking -p dataplatform_standin
 
-.PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot deadletters reconcile-gates
+.PHONY: help deps stack stop run test lint format contracts contracts-check bench token ranking-snapshot deadletters reconcile-gates chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,3 +63,6 @@ deadletters: deps ## dead letters: list, or ARGS="show ID", ARGS="replay ID…|-
 
 reconcile-gates: deps ## take back coupon-gate admissions no issued copy backs (ARGS="--coupon 3")
 	$(UV) run python -m coupon.reconcile $(ARGS)
+
+chaos: deps stack ## crash every process, restart Kafka and PostgreSQL, flush Redis under load; check nothing was lost (CHAOS_ROUNDS=3)
+	$(UV) run python -m tests.chaos

@@ -10,6 +10,11 @@ import pytest
 os.environ.setdefault("SHOP_LOCAL_MODE", "true")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chaos tests restart the shared Kafka and PostgreSQL: after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The session's throwaway topics go with it (a broker kept for days would otherwise carry
     every run's partitions)."""

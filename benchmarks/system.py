@@ -2,7 +2,6 @@
 an own topic prefix), the ranking API, the bare reference app, and the admin calls that set
 up each scenario. Only the services' HTTP API and a few of their tables are used."""
 
-import asyncio
 import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import redis.asyncio as redis
 
 from shopkit.auth import mint
 from shopkit.testing import asyncpg_dsn, delete_topics, free_port, temp_database, unique
-from tests.e2e.harness import ServiceProcess, start_system
+from tests.e2e.harness import ServiceProcess, start_rest_of_shop, start_system
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES_PER_SERVICE = 1
@@ -98,21 +97,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     system = await start_system(stack, f"{run}.", env)
     urls = {name: s.url for name, s in system.services.items()}
     sqlalchemy_urls = dict(system.database_urls)
-    secrets = system.secrets.env()
 
-    ranking_url = await stack.enter_async_context(temp_database("bench_ranking"))
-    ranking = ServiceProcess(
-        name="ranking",
-        port=free_port(),
-        env={
-            "KAFKA_TOPIC_PREFIX": f"{run}.",
-            **SERVICE_ENV,
-            **secrets,
-            "RANKING_DATABASE_URL": ranking_url,
-            "RANKING_HTTP_PORT": "0",
-        },
-    )
-    ranking.env["RANKING_HTTP_PORT"] = str(ranking.port)
     reference_url = await stack.enter_async_context(temp_database("bench_ref"))
     reference = ServiceProcess(
         name="reference",
@@ -131,57 +116,18 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     )
     # The rest of the shop runs too, so its CPU is taken from what is measured as it would be
     # in production: the data-platform relay (and a stand-in platform) and the ranking worker.
-    standin_port = free_port()
-    standin = ServiceProcess(
-        name="dataplatform",
-        module="dataplatform_standin",
-        port=standin_port,
-        ready_path="/healthz",
-        env={"STANDIN_PORT": str(standin_port), "LOG_LEVEL": "WARNING", **secrets},
-    )
-    relay = ServiceProcess(
-        name="order-relay",
-        module="order.relay",
-        port=free_port(),
-        env={
-            **SERVICE_ENV,
-            **secrets,
-            "KAFKA_TOPIC_PREFIX": f"{run}.",
-            "ORDER_RELAY_DATABASE_URL": system.database_urls["order"],
-            "DATA_PLATFORM_URL": standin.url,
-        },
-    )
-    relay.env["ORDER_RELAY_HTTP_PORT"] = str(relay.port)
-    ranking_worker = ServiceProcess(
-        name="ranking-worker",
-        module="ranking.workers",
-        port=0,
-        ready_path=None,
-        env={
-            **SERVICE_ENV,
-            **secrets,
-            "KAFKA_TOPIC_PREFIX": f"{run}.",
-            "RANKING_DATABASE_URL": ranking_url,
-        },
-    )
-    extras = (standin, relay, ranking_worker)
-    for process in (ranking, reference, *extras):
-        stack.push_async_callback(process.stop)
-    await asyncio.gather(ranking.start(), reference.start(), standin.start())
-    await asyncio.gather(relay.start(), ranking_worker.start())
+    stack.push_async_callback(reference.stop)
+    await reference.start()
+    rest = await start_rest_of_shop(stack, system, SERVICE_ENV)
+    ranking = rest["ranking"]
 
     for name, process in (("ranking", ranking), ("reference", reference)):
         urls[name] = process.url
-    sqlalchemy_urls["ranking"] = ranking_url
+    sqlalchemy_urls["ranking"] = system.database_urls["ranking"]
     sqlalchemy_urls["reference"] = reference_url
     pids = {
         name: process.process.pid
-        for name, process in {
-            **system.services,
-            "ranking": ranking,
-            "reference": reference,
-            **{p.name: p for p in extras},
-        }.items()
+        for name, process in {**system.services, "reference": reference}.items()
         if process.process is not None
     }
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))

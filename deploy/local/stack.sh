@@ -5,6 +5,7 @@
 #   deploy/local/stack.sh up       start what is missing, reuse what already answers
 #   deploy/local/stack.sh down     stop only what `up` started
 #   deploy/local/stack.sh status   show what is up
+#   deploy/local/stack.sh restart kafka|postgres|redis   stop and start one part (chaos tests)
 #
 # See deploy/local/README.md for the environment variables.
 set -euo pipefail
@@ -688,6 +689,17 @@ cmd_down() {
   pg_down
   log "down: done"
 }
+cmd_restart() {
+  # One part of the stack, stopped and started again (fault injection: tests/chaos).
+  with_lock
+  case "${1:-}" in
+    kafka) kafka_down; kafka_up ;;
+    postgres) pg_down; pg_up ;;
+    redis) redis_down; redis_up ;;
+    *) echo "usage: $0 restart kafka|postgres|redis" >&2; exit 2 ;;
+  esac
+  log "restart $1: done"
+}
 
 cmd_status() {
   kafka_status
@@ -699,5 +711,6 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart) cmd_restart "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|restart kafka|postgres|redis" >&2; exit 2 ;;
 esac

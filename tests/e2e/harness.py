@@ -142,3 +142,48 @@ async def start_system(
     stack.push_async_callback(stop_all)
     await asyncio.gather(*(s.start() for s in services.values()))
     return system
+
+
+async def start_rest_of_shop(
+    stack: AsyncExitStack, system: System, env: dict[str, str]
+) -> dict[str, ServiceProcess]:
+    """The processes beyond the four services, on the system's topics and secrets: the
+    stand-in data platform, the data-platform relay, the ranking API and the ranking worker."""
+    ranking_url = await stack.enter_async_context(temp_database("e2e_ranking"))
+    system.database_urls["ranking"] = ranking_url
+    shared = {"KAFKA_TOPIC_PREFIX": system.topic_prefix, **system.secrets.env(), **env}
+    port = free_port()
+    standin = ServiceProcess(
+        name="dataplatform",
+        module="dataplatform_standin",
+        port=port,
+        ready_path="/healthz",
+        env={**shared, "STANDIN_PORT": str(port)},
+    )
+    relay = ServiceProcess(name="order-relay", module="order.relay", port=free_port(), env={})
+    relay.env = {
+        **shared,
+        "ORDER_RELAY_DATABASE_URL": system.database_urls["order"],
+        "ORDER_RELAY_HTTP_PORT": str(relay.port),
+        "DATA_PLATFORM_URL": standin.url,
+    }
+    ranking = ServiceProcess(name="ranking", port=free_port(), env={})
+    ranking.env = {
+        **shared,
+        "RANKING_DATABASE_URL": ranking_url,
+        "RANKING_HTTP_PORT": str(ranking.port),
+    }
+    worker = ServiceProcess(
+        name="ranking-worker",
+        module="ranking.workers",
+        port=0,
+        ready_path=None,
+        env={**shared, "RANKING_DATABASE_URL": ranking_url},
+    )
+    rest = {p.name: p for p in (standin, relay, ranking, worker)}
+    for process in rest.values():
+        stack.push_async_callback(process.stop)
+    await asyncio.gather(ranking.start(), standin.start())  # the ranking API migrates its DB
+    await asyncio.gather(relay.start(), worker.start())
+    system.services.update(rest)
+    return rest

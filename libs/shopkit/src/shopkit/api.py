@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit.errors import DomainError, Unauthenticated
+from shopkit.faults import is_transient
 from shopkit.logging import get_logger
 from shopkit.metrics import HTTP_LATENCY
 from shopkit.runtime import Runtime
@@ -89,6 +90,18 @@ async def _pool_exhausted(_: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
+    if is_transient(exc):
+        # The database or another dependency failed for a moment (a restart, a statement
+        # timeout, a deadlock): the request can be retried, it is not a bug of ours.
+        log.warning("request_failed_transiently", error=repr(exc))
+        response = problem(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "A dependency of the service failed for a moment; try again.",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
     log.error("unhandled_error", exc_info=exc)
     return problem(
         500, ErrorCode.INTERNAL_ERROR, "Internal error", "Something went wrong on our side."

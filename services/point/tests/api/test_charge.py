@@ -1,8 +1,13 @@
 import asyncio
 import uuid
 
+import asyncpg
 import httpx
 import pytest
+
+from point.config import Settings
+from point.main import create_app
+from shopkit.testing import ActAsUser, asyncpg_dsn, running_server
 
 PROBLEM = "application/problem+json"
 
@@ -152,3 +157,29 @@ async def test_idempotency_keys_are_per_user(client: httpx.AsyncClient, user_id:
     await client.post(f"/points/{user_id}/charge", json={"amount": 10}, headers=headers)
     await client.post(f"/points/{user_id + 1}/charge", json={"amount": 10}, headers=headers)
     assert (await client.get(f"/points/{user_id + 1}")).json()["balance"] == 10
+
+
+async def test_a_statement_timeout_is_a_503_to_retry_and_changes_nothing(
+    settings: Settings, client: httpx.AsyncClient, user_id: int
+) -> None:
+    """A dependency failing for a moment (here: the balance row locked past the statement
+    timeout) is 503 with Retry-After, not a 500: the client may retry."""
+    await client.post(f"/points/{user_id}/charge", json={"amount": 100})
+    impatient = settings.model_copy(
+        update={"db_statement_timeout_ms": 300, "run_workers": False, "run_migrations": False}
+    )
+    holder = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT * FROM balances WHERE user_id = $1 FOR UPDATE", user_id)
+            async with (
+                running_server(create_app(impatient)) as url,
+                httpx.AsyncClient(base_url=url, auth=ActAsUser(settings.jwt_secret)) as other,
+            ):
+                r = await other.post(f"/points/{user_id}/charge", json={"amount": 1})
+    finally:
+        await holder.close()
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert (await client.get(f"/points/{user_id}")).json()["balance"] == 100
