@@ -1,7 +1,7 @@
 """The chaos run: the whole shop (the four services, the data-platform relay, the ranking API and
 worker, as processes outside local mode) under a steady mix of charges, coupon issues and orders,
-while every process is killed -9 and started again, Kafka and PostgreSQL are restarted and Redis
-is flushed. Then, with everything back, the invariants that say nothing was lost or made up:
+while every process is killed -9 and started again, Redis is flushed, and Redis, Kafka and
+PostgreSQL are restarted. Then, with everything back, the invariants that say nothing was lost or made up:
 
 - every order ended (PAID or FAILED);
 - for every user, charges - payments + refunds = balance, and per order the payments less the
@@ -218,6 +218,7 @@ def faults(shop: Shop, plan: Plan) -> list[tuple[str, Callable[[], Awaitable[Non
     return [
         *((f"kill -9 {name}", kill(name)) for name in KILLED),
         ("flush Redis", flush_redis),
+        ("restart Redis", lambda: restart("redis")),
         ("restart Kafka", lambda: restart("kafka")),
         ("restart PostgreSQL", lambda: restart("postgres")),
     ]

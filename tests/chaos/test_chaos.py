@@ -12,6 +12,6 @@ async def test_nothing_is_lost_when_every_process_crashes_and_the_infrastructure
     report = await run(Plan(rounds=1))
     print("\n".join(report.lines()))  # noqa: T201 (shown with -s, and on failure)
     assert report.broken == [], "\n".join(report.lines())
-    assert len(report.faults) == 10
+    assert len(report.faults) == 11
     assert report.requests.total() > 50
     assert len(report.invariants) == 8

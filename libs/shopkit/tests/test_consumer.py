@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
 from shopkit.consumer import EventConsumer
+from shopkit.db import autocommit, create_engine, session_factory
 from shopkit.kafka import ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
@@ -256,5 +257,38 @@ async def test_a_statement_timeout_is_retried_while_it_lasts_not_dead_lettered(
         await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
         late = await dead_letters.getmany(timeout_ms=500)
     assert timeouts == settings.consumer_max_retries + 4
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1
+
+
+async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Connections exhausted (SQLSTATE 53300, "too many connections" for real: the database's
+    limit set to 0) while an event arrives: it is applied once connections are let in again."""
+    order_id = uuid.uuid4()
+    database = settings.database_url.rsplit("/", 1)[1]
+    engine = create_engine(settings)  # no pooled connection yet: each attempt connects
+    async with sessions() as admin:
+        await autocommit(admin)
+        await admin.execute(text(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0'))
+    try:
+        async with (
+            topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+            running_consumer(settings, session_factory(engine), record_effect),
+        ):
+            await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+            await asyncio.sleep(2.0)  # several attempts refused meanwhile
+            assert await effect_count(sessions, order_id) == 0
+            async with sessions() as admin:
+                await autocommit(admin)
+                await admin.execute(text(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1'))
+            await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
+            late = await dead_letters.getmany(timeout_ms=500)
+    finally:
+        async with sessions() as admin:
+            await autocommit(admin)
+            await admin.execute(text(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1'))
+        await engine.dispose()
     assert not any(late.values())
     assert await effect_count(sessions, order_id) == 1

@@ -170,8 +170,13 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
     app.add_exception_handler(Exception, _unexpected_error)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Response:
+        """Liveness: fails when a part of the process died or its event loop was blocked."""
+        try:
+            runtime.check_alive()
+        except RuntimeError as exc:
+            return problem(503, ErrorCode.SERVICE_UNAVAILABLE, "Not alive", str(exc))
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
@@ -179,6 +184,9 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
             await runtime.check_ready()
         except Exception as exc:
             return problem(503, ErrorCode.SERVICE_UNAVAILABLE, "Not ready", str(exc))
+        degraded = await runtime.degraded()
+        if degraded:
+            return JSONResponse({"status": "ready", "degraded": degraded})
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

@@ -18,6 +18,11 @@ CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the high watermark", ["consumer", "topic", "partition"]
 )
 DEAD_LETTERED = Counter("dead_lettered_total", "Events sent to the dead-letter topic", ["consumer"])
+EVENT_LOOP_LAG = Gauge(
+    "event_loop_lag_seconds",
+    "How late the event loop last ran a 1 s timer (a blocking call shows here)",
+    ["service"],
+)
 CONSUMER_WAITING = Gauge(
     "consumer_waiting_for_infrastructure",
     "1 while a consumer retries an event because the database, Kafka or a peer fails",

@@ -31,6 +31,7 @@ from shopkit.db import create_engine, ping, session_factory, ssl_mode
 from shopkit.kafka import ensure_topics, make_producer
 from shopkit.listen import PgListener
 from shopkit.logging import configure_logging, get_logger
+from shopkit.metrics import EVENT_LOOP_LAG
 from shopkit.migrations import upgrade
 from shopkit.outbox import OutboxRelay
 from shopkit.retention import run_retention
@@ -38,6 +39,8 @@ from shopkit.settings import ServiceSettings
 from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
+
+_LOOP_TICK_S = 1.0
 
 Worker = Callable[["Runtime", asyncio.Event], Awaitable[None]]
 Hook = Callable[["Runtime"], Awaitable[None]]
@@ -59,6 +62,9 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
     components: list[Worker] = field(default_factory=list)
     readiness_checks: list[Check] = field(default_factory=list)
+    degraded_checks: dict[str, Check] = field(default_factory=dict)
+    """Dependencies whose failure degrades some requests but leaves the process ready (its
+    other endpoints work): /readyz names them instead of answering 503."""
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
     publishes: bool = True
@@ -71,6 +77,7 @@ class Runtime:
     api_sessions: async_sessionmaker[AsyncSession] = field(init=False)
     listener: PgListener = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
+    loop_lag_s: float = field(init=False, default=0.0)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _producer_started: bool = field(init=False, default=False)
@@ -107,6 +114,7 @@ class Runtime:
         if self.settings.run_workers:
             await self._start_workers()
         self._spawn("listener", self.listener.run(self._stop))
+        self._spawn("loop-watch", self._watch_loop())
         log.info("runtime_started", parts=[t.get_name() for t in self._tasks])
 
     async def _start_workers(self) -> None:
@@ -160,6 +168,41 @@ class Runtime:
         await self.engine.dispose()
         await self.api_engine.dispose()
         log.info("runtime_stopped")
+
+    async def _watch_loop(self) -> None:
+        """Measures how late the event loop runs a timer: a loop blocked by a stray synchronous
+        call shows here (and fails liveness), a wedged one does not answer /healthz at all."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            started = loop.time()
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=_LOOP_TICK_S)
+                return
+            except TimeoutError:
+                pass
+            self.loop_lag_s = max(loop.time() - started - _LOOP_TICK_S, 0.0)
+            EVENT_LOOP_LAG.labels(self.settings.service_name).set(self.loop_lag_s)
+
+    def check_alive(self) -> None:
+        """Liveness: raises when a part of the process died (a consumer, the relay, a worker:
+        restarting the process is the cure) or its event loop was blocked too long."""
+        if self._stop.is_set():
+            return
+        dead = [task.get_name() for task in self._tasks if task.done()]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} died")
+        if self.loop_lag_s > self.settings.liveness_max_loop_lag_s:
+            raise RuntimeError(f"the event loop was blocked for {self.loop_lag_s:.1f} s")
+
+    async def degraded(self) -> dict[str, str]:
+        """The degraded dependencies and why (empty when all is well)."""
+        found = {}
+        for name, check in self.degraded_checks.items():
+            try:
+                await check()
+            except Exception as exc:
+                found[name] = str(exc) or type(exc).__name__
+        return found
 
     async def check_ready(self) -> None:
         await ping(self.api_engine)

@@ -199,6 +199,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
     shutdown_timeout_s: float = 10.0
+    liveness_max_loop_lag_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="/healthz fails when the event loop ran a timer this much late.",
+    )
 
     def local_default_secrets(self) -> dict[str, tuple[str, str]]:
         """field name -> (its environment variable, its public local default). A service with

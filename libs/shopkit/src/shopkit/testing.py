@@ -74,7 +74,16 @@ async def temp_database(name_prefix: str) -> AsyncIterator[str]:
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for attempt in range(20):
+                try:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except asyncpg.InsufficientPrivilegeError:
+                    # an autovacuum worker (which only a superuser may end) is in the new
+                    # database for a moment
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.25)
         finally:
             await admin.close()
 
