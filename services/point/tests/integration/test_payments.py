@@ -2,12 +2,14 @@
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 
 import asyncpg
 import httpx
 import orjson
 
 from point.config import Settings
+from point.main import create_app
 from shop_contracts import Envelope, OrderFailed, OrderPriced, topics
 from shop_contracts.events import FailureReason
 from shopkit.testing import (
@@ -16,7 +18,9 @@ from shopkit.testing import (
     eventually,
     publish,
     publish_envelope,
+    running_server,
     topic_reader,
+    unique,
 )
 
 
@@ -126,3 +130,55 @@ async def test_an_order_costing_nothing_is_paid_by_a_user_never_charged(
     assert outcome.payload["amount"] == 0
     assert (await client.get(f"/points/{user_id}")).json()["balance"] == 0
     assert (await client.get(f"/points/{user_id}/history")).json()["items"] == []
+
+
+async def test_a_refund_blocked_past_the_statement_timeout_is_applied_once_the_lock_goes(
+    client: httpx.AsyncClient, settings: Settings, user_id: int
+) -> None:
+    """The balance row locked (a long transaction, a stuck operator session) longer than the
+    statement timeout, while an OrderFailed asks for a refund: every attempt is cancelled by
+    PostgreSQL (SQLSTATE 57014). The refund waits, is applied once the lock goes, and is never
+    dead-lettered (it used to be, after about 1.4 s of retries)."""
+    impatient = settings.model_copy(
+        update={
+            "kafka_topic_prefix": unique("t.point.") + ".",
+            "db_statement_timeout_ms": 300,
+            "run_migrations": False,
+        }
+    )
+    await client.post(f"/points/{user_id}/charge", json={"amount": 5_000})
+    order = priced(user_id, 2_000)
+    db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    holder = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    balance = "SELECT balance FROM balances WHERE user_id = $1"
+    try:
+        async with (
+            running_server(create_app(impatient)),
+            topic_reader(impatient.topic(topics.DEAD_LETTER)) as dead_letters,
+        ):
+            await publish(impatient.topic(topics.COUPON_EVENTS), order)
+            await eventually(lambda: _equals(db.fetchval(balance, user_id), 3_000))
+            async with holder.transaction():
+                await holder.execute(f"{balance} FOR UPDATE", user_id)
+                await publish(
+                    impatient.topic(topics.ORDER_EVENTS),
+                    OrderFailed(
+                        order_id=order.order_id, user_id=user_id, reason=FailureReason.TIMEOUT
+                    ),
+                )
+                await asyncio.sleep(3)  # ten statement timeouts
+                assert await db.fetchval(balance, user_id) == 3_000
+            await eventually(lambda: _equals(db.fetchval(balance, user_id), 5_000))
+            parked = await dead_letters.getmany(timeout_ms=500)
+        refunds = await db.fetchval(
+            "SELECT count(*) FROM ledger WHERE order_id = $1 AND type = 'REFUND'", order.order_id
+        )
+    finally:
+        await holder.close()
+        await db.close()
+    assert not any(parked.values())
+    assert refunds == 1
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
