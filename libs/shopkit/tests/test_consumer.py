@@ -292,3 +292,46 @@ async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
         await engine.dispose()
     assert not any(late.values())
     assert await effect_count(sessions, order_id) == 1
+
+
+async def test_a_deadlock_victim_is_retried_and_applied_once(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A real deadlock between a handler and another transaction: the handler waits first, so
+    PostgreSQL picks it as the victim (SQLSTATE 40P01). Its event is retried and applied once."""
+    async with sessions() as s, s.begin():
+        await s.execute(text("CREATE TABLE IF NOT EXISTS lock_rows (id int PRIMARY KEY)"))
+        await s.execute(text("INSERT INTO lock_rows VALUES (1), (2) ON CONFLICT DO NOTHING"))
+    order_id = uuid.uuid4()
+    holds_first = asyncio.Event()
+    attempts = 0
+
+    async def locks_1_then_2(
+        uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope
+    ) -> None:
+        nonlocal attempts
+        attempts += 1
+        await uow.session.execute(text("UPDATE lock_rows SET id = id WHERE id = 1"))
+        holds_first.set()
+        await uow.session.execute(text("UPDATE lock_rows SET id = id WHERE id = 2"))
+        await record_effect(uow, payment, envelope)
+
+    other = create_engine(settings)
+    try:
+        async with (
+            topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+            running_consumer(settings, sessions, locks_1_then_2),
+        ):
+            async with other.begin() as conn:
+                await conn.execute(text("UPDATE lock_rows SET id = id WHERE id = 2"))
+                await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+                await holds_first.wait()
+                await asyncio.sleep(0.3)  # the handler now waits for row 2, first
+                await conn.execute(text("UPDATE lock_rows SET id = id WHERE id = 1"))
+            await eventually(lambda: effect_count(sessions, order_id), timeout_s=30)
+            late = await dead_letters.getmany(timeout_ms=500)
+    finally:
+        await other.dispose()
+    assert attempts >= 2  # the first was the deadlock's victim
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1
