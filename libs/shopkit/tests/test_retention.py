@@ -35,7 +35,7 @@ async def test_old_rows_go_recent_and_unsent_ones_stay(
                 ),
                 {"key": str(uuid.uuid4()), "age": age_days},
             )
-        for age_days, sent in ((30, True), (30, False), (1, True)):
+        for age_days, sent in ((30, True), (30, False), (0, True)):
             await s.execute(
                 text(
                     "INSERT INTO outbox (event_id, topic, key, event_type, envelope, created_at,"

@@ -13,11 +13,11 @@ exactly-once effect).
 """
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, cast
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, Table, Text, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, Table, Text, bindparam, func, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,7 +34,6 @@ from shopkit.settings import ServiceSettings
 log = get_logger(__name__)
 
 _RELAY_LOCK: Final = 7_202_611_251
-SENT_RETENTION: Final = timedelta(days=1)
 OBSERVE_EVERY_S: Final = 10.0
 
 _unsent = (
@@ -107,7 +106,7 @@ class OutboxRelay:
         await session.execute(_mark_sent, {"ids": ids})
 
     async def observe(self) -> None:
-        """Backlog metrics, and sent rows past their retention deleted."""
+        """Backlog metrics (published rows are pruned by shopkit.retention)."""
         async with self.sessions() as session:
             backlog, oldest = (
                 await session.execute(
@@ -116,10 +115,6 @@ class OutboxRelay:
                     )
                 )
             ).one()
-            await session.execute(
-                delete(OutboxRow).where(OutboxRow.sent_at < datetime.now(UTC) - SENT_RETENTION)
-            )
-            await session.commit()
         OUTBOX_BACKLOG.set(backlog)
         OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
 

@@ -5,7 +5,7 @@
   nothing; they are kept `processed_events_retention_days` (14).
 - `idempotency_keys`: a client retries within minutes or hours, never after
   `idempotency_keys_retention_days` (7).
-- `outbox`: rows already published (`sent_at` set) after `outbox_retention_days` (7); an unsent
+- `outbox`: rows already published (`sent_at` set) after `outbox_retention_days` (1); an unsent
   row is never deleted.
 
 Deleted in batches, each its own short transaction, so no lock is held long and a replica's

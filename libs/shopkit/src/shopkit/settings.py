@@ -189,7 +189,7 @@ class ServiceSettings(BaseSettings):
         default=7, ge=1, description="Idempotency-Key answers are replayed for this long."
     )
     outbox_retention_days: int = Field(
-        default=7, ge=1, description="Published outbox rows are kept this long (never unsent ones)."
+        default=1, ge=1, description="Published outbox rows are kept this long (never unsent ones)."
     )
     retention_interval_s: float = Field(
         default=3_600, gt=0, description="How often those rows are pruned."
