@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
+from shopkit import tracing
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.faults import is_transient
 from shopkit.logging import get_logger
@@ -123,11 +124,15 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
 
+        trace_id = tracing.current_trace_id()
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                if trace_id is not None:  # a user's report leads to the trace
+                    message["headers"].append((b"x-trace-id", trace_id.encode()))
             await send(message)
 
         structlog.contextvars.clear_contextvars()
@@ -163,6 +168,7 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
     app.state.runtime = runtime
     app.state.settings = runtime.settings
     app.add_middleware(RequestContextMiddleware)
+    tracing.instrument_app(app)  # outermost: the request's span is current inside
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -21,12 +21,14 @@ for as long as they last, its partition waiting, and is never dead-lettered; aft
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -34,6 +36,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType
+from shopkit import tracing
 from shopkit.deadletter import dead_letter
 from shopkit.faults import is_transient
 from shopkit.kafka import event_type_of, make_consumer
@@ -240,7 +243,7 @@ class EventConsumer:
                         outcomes[(delivery.envelope.event_type, "duplicate")] += 1
                         continue
                     fresh.discard(event_id)  # the same event twice in one batch: once
-                    with bound(**delivery.log_fields(self.group_id)):
+                    with bound(**delivery.log_fields(self.group_id)), self._span(delivery):
                         try:
                             await delivery.handler(uow, delivery.event, delivery.envelope)
                         except Exception as exc:
@@ -254,6 +257,24 @@ class EventConsumer:
         CONSUMER_BATCH.labels(self.group_id).observe(len(deliveries))
         for (event_type, outcome), count in outcomes.items():
             EVENTS_CONSUMED.labels(self.group_id, event_type, outcome).inc(count)
+
+    def _span(self, delivery: Delivery) -> AbstractContextManager[Any]:
+        """The step's span, continuing the trace of the transaction that staged the event (a
+        child of it): the events this step emits carry the trace on."""
+        if not tracing.enabled():
+            return nullcontext()
+        return tracing.tracer.start_as_current_span(
+            f"{delivery.envelope.event_type} process",
+            context=tracing.context_of(delivery.message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": delivery.message.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.message.id": str(delivery.envelope.event_id),
+                "shop.order_id": str(delivery.envelope.order_id),
+            },
+        )
 
     async def _claim(self, session: AsyncSession, event_ids: list[UUID]) -> set[UUID]:
         claimed = await session.scalars(_claim, {"consumer": self.group_id, "event_ids": event_ids})

@@ -47,6 +47,8 @@ class OutboxRow(Base):
     envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB, default=None)
+    """The W3C trace context of the transaction that staged the event (None untraced)."""
 
 
 class ProcessedEvent(Base):

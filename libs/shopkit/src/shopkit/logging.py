@@ -16,6 +16,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         sys.stdout.reconfigure(line_buffering=True)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _trace_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -30,6 +31,15 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries log through stdlib logging: keep them quiet and in the same stream.
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(name)s %(message)s")
+
+
+def _trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The current trace's id on every line logged inside one (when tracing is on)."""
+    from shopkit import tracing
+
+    if tracing.enabled() and (trace_id := tracing.current_trace_id()) is not None:
+        event.setdefault("trace_id", trace_id)
+    return event
 
 
 def get_logger(name: str) -> Any:

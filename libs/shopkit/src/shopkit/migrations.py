@@ -156,3 +156,21 @@ def add_retention_index_v3() -> None:
 
 def drop_retention_index_v3() -> None:
     op.execute("DROP INDEX IF EXISTS ix_processed_events_processed_at")
+
+
+# Revision 4, frozen like the others: the trace context of the transaction that staged an event,
+# sent with it as Kafka headers (shopkit.tracing). A nullable column: no rewrite of the table.
+TRACE_CONTEXT_V4 = [
+    """
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context JSONB
+""",
+]
+
+
+def add_trace_context_v4() -> None:
+    for statement in TRACE_CONTEXT_V4:
+        op.execute(statement)
+
+
+def drop_trace_context_v4() -> None:
+    op.execute("ALTER TABLE outbox DROP COLUMN IF EXISTS trace_context")

@@ -30,6 +30,7 @@ from shopkit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from shopkit.migrations import OUTBOX_CHANNEL
 from shopkit.pace import Pace
 from shopkit.settings import ServiceSettings
+from shopkit.tracing import kafka_headers
 
 log = get_logger(__name__)
 
@@ -43,6 +44,7 @@ _unsent = (
         OutboxRow.key,
         OutboxRow.event_type,
         sql_cast(OutboxRow.envelope, Text).label("envelope"),
+        OutboxRow.trace_context,
     )
     .where(
         # an InitPlan: evaluated once per statement, before any row is read
@@ -92,7 +94,10 @@ class OutboxRelay:
                     self.settings.topic(row.topic),
                     value=row.envelope.encode(),
                     key=row.key.encode(),
-                    headers=[(EVENT_TYPE_HEADER, row.event_type.encode())],
+                    headers=[
+                        (EVENT_TYPE_HEADER, row.event_type.encode()),
+                        *kafka_headers(row.trace_context),
+                    ],
                 )
                 for row in rows
             ]

@@ -36,6 +36,7 @@ from shopkit.migrations import upgrade
 from shopkit.outbox import OutboxRelay
 from shopkit.retention import run_retention
 from shopkit.settings import ServiceSettings
+from shopkit.tracing import configure_tracing
 from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -86,6 +87,7 @@ class Runtime:
         configure_logging(
             self.settings.service_name, self.settings.log_level, self.settings.log_json
         )
+        configure_tracing(self.settings.service_name)
         worker_pool = self.settings.model_copy(
             update={"db_pool_size": self.settings.db_worker_pool_size, "db_max_overflow": 0}
         )

@@ -26,6 +26,7 @@ from sqlalchemy import Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
+from shopkit import tracing
 from shopkit.db import OutboxRow, autocommit
 
 _outbox = cast(Table, OutboxRow.__table__)
@@ -70,6 +71,7 @@ class UnitOfWork:
                 "key": str(event.order_id),
                 "event_type": envelope.event_type,
                 "envelope": envelope.model_dump(mode="json"),
+                "trace_context": tracing.carrier(),
             }
         )
         return envelope

@@ -19,6 +19,7 @@ is written — is closed by the platform's dedupe.
 import asyncio
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -26,6 +27,7 @@ from uuid import UUID
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from order.relay.breaker import CircuitBreaker
@@ -41,6 +43,7 @@ from order.relay.metrics import (
 )
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
+from shopkit import tracing
 from shopkit.deadletter import dead_letter
 from shopkit.kafka import event_type_of, make_consumer
 from shopkit.logging import bound, get_logger
@@ -248,7 +251,8 @@ class DataPlatformRelay:
             body = orjson.dumps(paid.model_dump(mode="json"))
             started = time.monotonic()
             try:
-                attempts = await self._deliver(envelope, body)
+                with self._span(record):  # the POST carries the trace on (traceparent)
+                    attempts = await self._deliver(envelope, body)
             except Refused as refused:
                 why = str(refused.error)
                 log.error("data_platform_refused_order", attempts=refused.attempts, error=why)
@@ -260,6 +264,17 @@ class DataPlatformRelay:
             DELIVERY_SECONDS.observe(time.monotonic() - started)
             log.info("delivered_to_data_platform", attempts=attempts)
             return Finished(envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts)
+
+    @staticmethod
+    def _span(record: Record) -> AbstractContextManager[Any]:
+        if not tracing.enabled():
+            return nullcontext()
+        return tracing.tracer.start_as_current_span(
+            "OrderPaid deliver",
+            context=tracing.context_of(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic},
+        )
 
     async def _deliver(self, envelope: Envelope, body: bytes) -> int:
         """POST until a 2xx; the number of attempts it took. Waits out every failure of the

@@ -16,6 +16,7 @@
 - A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
 """
 
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +24,7 @@ from typing import Any, cast
 import faust
 from faust.tables.wrappers import WindowWrapper
 from faust.windows import TumblingWindow
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,6 +35,7 @@ from ranking.service.snapshots import take_snapshot
 from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
+from shopkit import tracing
 from shopkit.db import create_engine, session_factory
 from shopkit.deadletter import dead_letter_headers
 from shopkit.kafka import event_type_of
@@ -103,7 +106,20 @@ class SalesStream:
             message = event.message
             if event_type_of(message.headers) not in (None, OrderPaid.__name__):
                 continue  # the saga's other events share the topic (told by the header, unread)
-            await self.handle(message.value, message.key, message.partition, message.offset)
+            with self._span(message):
+                await self.handle(message.value, message.key, message.partition, message.offset)
+
+    @staticmethod
+    def _span(message: Any) -> AbstractContextManager[Any]:
+        """Counting a sale continues the order's trace (its headers carry it)."""
+        if not tracing.enabled():
+            return nullcontext()
+        return tracing.tracer.start_as_current_span(
+            "OrderPaid count",
+            context=tracing.context_of(message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic},
+        )
 
     async def handle(self, value: bytes, key: bytes | None, partition: int, offset: int) -> None:
         try:

@@ -14,6 +14,7 @@ from shop_contracts import topics
 from shopkit.kafka import ensure_topics
 from shopkit.logging import configure_logging
 from shopkit.migrations import upgrade
+from shopkit.tracing import configure_tracing
 
 
 async def prepare(settings: Settings) -> None:
@@ -25,6 +26,7 @@ async def prepare(settings: Settings) -> None:
 def main() -> None:
     settings = Settings(service_name="ranking-stream")
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    configure_tracing(settings.service_name)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(prepare(settings))
