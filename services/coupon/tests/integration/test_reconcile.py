@@ -57,7 +57,7 @@ async def test_an_issuance_in_flight_is_left_alone(
     coupon = await new_coupon(total_quantity=5)
     assert await gate.admit(coupon["id"], user_id) is Admission.ADMITTED
     reconciling = asyncio.create_task(
-        reconcile(runtime.sessions, gate, [coupon["id"]], grace_s=1.0)
+        reconcile(runtime.sessions, gate, [coupon["id"]], grace_s=2.0)
     )
     await asyncio.sleep(0.3)
     # ... and its write commits within the grace period
