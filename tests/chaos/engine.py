@@ -192,7 +192,16 @@ async def load(shop: Shop, plan: Plan, report: Report, stop: asyncio.Event) -> N
 
 
 def _stack(*args: str) -> None:
-    subprocess.run(["bash", str(STACK), *args], check=True, capture_output=True, timeout=180)
+    """stack.sh, patient: a broker restarting with every partition a test session made (and
+    recovering them after a slow shutdown on a loaded machine) can take minutes."""
+    env = {**os.environ, "KAFKA_START_TIMEOUT": "420", "PG_START_TIMEOUT": "180"}
+    done = subprocess.run(
+        ["bash", str(STACK), *args], capture_output=True, text=True, timeout=600, env=env
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"stack.sh {' '.join(args)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
 
 
 def faults(shop: Shop, plan: Plan) -> list[tuple[str, Callable[[], Awaitable[None]]]]:

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import Base, create_engine, session_factory
 from shopkit.settings import ServiceSettings
-from shopkit.testing import temp_database, unique
+from shopkit.testing import delete_topics, temp_database, unique
 
 
 @pytest.fixture(scope="session")
@@ -16,16 +16,19 @@ async def database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> ServiceSettings:
-    """A fresh topic prefix per test: every test sees only its own events."""
-    return ServiceSettings(
+async def settings(database_url: str) -> AsyncIterator[ServiceSettings]:
+    """A fresh topic prefix per test: every test sees only its own events (and its topics go
+    with it, so a session does not pile up thousands of partitions on the broker)."""
+    prefix = unique("t.kit.") + "."
+    yield ServiceSettings(
         service_name="shopkit-test",
         database_url=database_url,
-        kafka_topic_prefix=unique("t.kit.") + ".",
+        kafka_topic_prefix=prefix,
         consumer_max_retries=2,
         consumer_retry_backoff_s=0.01,
         outbox_poll_interval_s=0.02,
     )
+    await delete_topics({prefix})
 
 
 @pytest.fixture(scope="session")
