@@ -2,21 +2,22 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
-from shopkit.consumer import EventConsumer
 from shopkit.db import autocommit, create_engine, session_factory
 from shopkit.kafka import ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
+from shopkit.testing import running_consumer as shared_running_consumer
 from shopkit.uow import UnitOfWork
 
 effects = Table(  # created by conftest.py: where a handler's effect becomes visible
@@ -34,29 +35,16 @@ async def record_effect(uow: UnitOfWork, event: PaymentCompleted, _: Envelope) -
     await uow.session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
 
 
-@asynccontextmanager
-async def running_consumer(
+def running_consumer(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession], handler: Handler
-) -> AsyncIterator[None]:
-    await ensure_topics(settings, list(topics.ALL_TOPICS))
-    producer = make_producer(settings)
-    await producer.start()
-    stop = asyncio.Event()
-    consumer = EventConsumer(
+) -> AbstractAsyncContextManager[AIOKafkaProducer]:
+    return shared_running_consumer(
         settings,
         sessions,
-        producer,
+        {PaymentCompleted: handler},
         group_id="kit-test",
         topics=[topics.PAYMENT_EVENTS],
-        handlers={PaymentCompleted: handler},
     )
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-        await producer.stop()
 
 
 async def effect_count(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:

@@ -11,11 +11,10 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
-from shopkit.consumer import EventConsumer
 from shopkit.deadletters import read_all, run
-from shopkit.kafka import EVENT_TYPE_HEADER, ensure_topics, make_producer
+from shopkit.kafka import EVENT_TYPE_HEADER
 from shopkit.settings import ServiceSettings
-from shopkit.testing import eventually
+from shopkit.testing import eventually, running_consumer
 from shopkit.uow import UnitOfWork
 
 effects = Table(
@@ -41,7 +40,6 @@ async def _cli(settings: ServiceSettings, *argv: str) -> tuple[int, str]:
 async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fixed(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await ensure_topics(settings, list(topics.ALL_TOPICS))
     broken = True
 
     async def handler(uow: UnitOfWork, payment: PaymentCompleted, _: Envelope) -> None:
@@ -51,19 +49,13 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fi
             insert(effects).values(order_id=payment.order_id, amount=payment.amount)
         )
 
-    producer = make_producer(settings)
-    await producer.start()
-    stop = asyncio.Event()
-    consumer = EventConsumer(
+    async with running_consumer(
         settings,
         sessions,
-        producer,
+        {PaymentCompleted: handler},
         group_id="kit-dlq",
         topics=[topics.PAYMENT_EVENTS],
-        handlers={PaymentCompleted: handler},
-    )
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    ) as producer:
         order_id = uuid.uuid4()
         envelope = Envelope.wrap(
             PaymentCompleted(order_id=order_id, user_id=7, amount=900, balance_after=100),
@@ -110,7 +102,3 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fi
 
         assert (await _cli(settings, "show", "99:99"))[0] == 1
         assert (await _cli(settings, "replay", letter.id, "--all"))[0] == 2
-    finally:
-        stop.set()
-        await task
-        await producer.stop()

@@ -13,12 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, PaymentFailed, topics
 from shopkit import tracing
-from shopkit.consumer import EventConsumer
 from shopkit.db import OutboxRow
-from shopkit.kafka import ensure_topics, make_producer
 from shopkit.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import collect, topic_reader
+from shopkit.testing import collect, running_consumer, topic_reader
 from shopkit.uow import UnitOfWork
 
 
@@ -47,7 +45,6 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     sessions: async_sessionmaker[AsyncSession],
     spans: InMemorySpanExporter,
 ) -> None:
-    await ensure_topics(settings, list(topics.ALL_TOPICS))
     order_id = uuid.uuid4()
     handled = asyncio.Event()
 
@@ -72,29 +69,21 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     assert stored is not None
     assert stored["traceparent"].split("-")[1] == trace_id
 
-    producer = make_producer(settings)
-    await producer.start()
-    stop = asyncio.Event()
-    consumer = EventConsumer(
-        settings,
-        sessions,
-        producer,
-        group_id="kit-trace",
-        topics=[topics.PAYMENT_EVENTS],
-        handlers={PaymentCompleted: step},
-    )
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        async with topic_reader(settings.topic(topics.PAYMENT_EVENTS)) as reader:
-            relay = OutboxRelay(settings, sessions, producer)
-            assert await relay.publish_batch() == 1
-            await asyncio.wait_for(handled.wait(), 30)
-            assert await relay.publish_batch() == 1  # the step's own event
-            records = await collect(reader, lambda seen: len(seen) >= 2)
-    finally:
-        stop.set()
-        await task
-        await producer.stop()
+    async with (
+        running_consumer(
+            settings,
+            sessions,
+            {PaymentCompleted: step},
+            group_id="kit-trace",
+            topics=[topics.PAYMENT_EVENTS],
+        ) as producer,
+        topic_reader(settings.topic(topics.PAYMENT_EVENTS)) as reader,
+    ):
+        relay = OutboxRelay(settings, sessions, producer)
+        assert await relay.publish_batch() == 1
+        await asyncio.wait_for(handled.wait(), 30)
+        assert await relay.publish_batch() == 1  # the step's own event
+        records = await collect(reader, lambda seen: len(seen) >= 2)
 
     # Both messages carry the one trace.
     for record in records:

@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -18,9 +18,14 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
+from shop_contracts import topics as all_topics
 from shopkit.auth import mint
+from shopkit.consumer import EventConsumer, Handler
+from shopkit.kafka import ensure_topics, make_producer
+from shopkit.settings import ServiceSettings
 
 ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "postgresql://shop:shop@localhost:5432/postgres")
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
@@ -241,3 +246,30 @@ class ActAsUser(httpx.Auth):
             if isinstance(body, dict) and "user_id" in body:
                 return bearer(self.secret, str(body["user_id"]))
         return None
+
+
+@asynccontextmanager
+async def running_consumer(
+    settings: ServiceSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    handlers: Mapping[type[Event], Handler],
+    *,
+    group_id: str,
+    topics: Sequence[str],
+) -> AsyncIterator[AIOKafkaProducer]:
+    """An EventConsumer of `handlers` running (topics created) until the block ends; yields its
+    producer, for the test to publish with."""
+    await ensure_topics(settings, list(all_topics.ALL_TOPICS))
+    producer = make_producer(settings)
+    await producer.start()
+    stop = asyncio.Event()
+    consumer = EventConsumer(
+        settings, sessions, producer, group_id=group_id, topics=list(topics), handlers=handlers
+    )
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield producer
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
