@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.tables.wrappers import WindowWrapper
+from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -178,6 +179,26 @@ class SalesStream:
         restored = set(self.sales.table.data.keys())
         self._dirty |= restored
         log.info("sales_table_restored", windows=len(restored))
+        await self._rewind_uncommitted()
+
+    async def _rewind_uncommitted(self) -> None:
+        """Sends the source partitions nothing was ever committed for back to their beginning.
+
+        Runs as recovery ends, before Faust resumes the stream and seeks it to the committed
+        offsets. Records fetched in the instant a rebalance pauses the partitions are dropped,
+        and the seek that should fetch them again does nothing for a partition without a
+        committed offset (aiokafka seeks only offsets above 0): a worker restarted within its
+        first commit interval skipped the events published while it was down. Replaying from
+        the beginning counts nothing twice (each tally's `hw`)."""
+        consumer = cast(Consumer, self.app.consumer)
+        source = self.source.get_topic_name()
+        committed = await consumer.seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic == source and not offset]
+        if fresh:
+            await consumer.seek_wait(await consumer.earliest_offsets(*fresh))
+            log.info(
+                "uncommitted_partitions_rewound", partitions=sorted(p.partition for p in fresh)
+            )
 
     async def _mirror(self, _app: object = None) -> None:
         if not self._dirty:
