@@ -14,6 +14,11 @@ PRODUCT = f"http://127.0.0.1:{os.environ.get('PRODUCT_HTTP_PORT', '8002')}"
 COUPON = f"http://127.0.0.1:{os.environ.get('COUPON_HTTP_PORT', '8003')}"
 ORDER = f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8004')}"
 SECRET = os.environ.get("JWT_SECRET", "local-dev-secret")
+TRACES = (
+    f"{os.environ['SHOP_TRACES_UI']}  (an answer's X-Trace-Id T: {os.environ['SHOP_TRACES_UI']}traces/T)"
+    if os.environ.get("SHOP_TRACES_UI")
+    else "off (ZIPKIN_ENABLED=false)"
+)
 DEMO_USER = 1
 TOKEN_TTL_S = 12 * 3600
 
@@ -72,6 +77,7 @@ The shop is running.
   data platform  http://127.0.0.1:8090/orders  (the local stand-in: what the relay delivered)
   metrics        <service>/metrics   health   <service>/healthz, <service>/readyz
   logs           .local/logs/
+  traces         {TRACES}
 
 Every user endpoint needs a token of that user (or an admin's): `Authorization: Bearer <token>`.
 Tokens for 12 h (more: make token ROLE=user SUB=42, make token ROLE=admin):

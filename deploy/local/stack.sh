@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Local infrastructure for the shop: Kafka (KRaft, single node), PostgreSQL, Redis,
-# as plain local processes (no Docker).
+# Local infrastructure for the shop: Kafka (KRaft, single node), PostgreSQL, Redis and the
+# Zipkin trace viewer, as plain local processes (no Docker).
 #
 #   deploy/local/stack.sh up       start what is missing, reuse what already answers
 #   deploy/local/stack.sh down     stop only what `up` started
 #   deploy/local/stack.sh status   show what is up
-#   deploy/local/stack.sh restart kafka|postgres|redis   stop and start one part (chaos tests)
+#   deploy/local/stack.sh restart kafka|postgres|redis|zipkin   stop and start one part (chaos tests)
 #
 # See deploy/local/README.md for the environment variables.
 set -euo pipefail
@@ -34,6 +34,15 @@ PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 REDIS_URL="${REDIS_URL:-redis://localhost:6379/0}"
 REDIS_MAXMEMORY="${REDIS_MAXMEMORY:-256mb}"
 REDIS_START_TIMEOUT="${REDIS_START_TIMEOUT:-30}"
+
+# Zipkin's server (one jar with its UI, from Maven Central): traces of `make run` and of the tests.
+# ZIPKIN_ENABLED=false leaves it out.
+ZIPKIN_ENABLED="${ZIPKIN_ENABLED:-true}"
+ZIPKIN_VERSION="${ZIPKIN_VERSION:-3.5.1}"
+ZIPKIN_PORT="${ZIPKIN_PORT:-9411}"
+ZIPKIN_HEAP_OPTS="${ZIPKIN_HEAP_OPTS:--Xms64m -Xmx384m}"
+ZIPKIN_MAX_SPANS="${ZIPKIN_MAX_SPANS:-200000}"
+ZIPKIN_START_TIMEOUT="${ZIPKIN_START_TIMEOUT:-120}"
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -669,6 +678,106 @@ redis_status() {
   fi
 }
 
+# ---------------------------------------------------------------------------- Zipkin
+
+ZIPKIN_HOME="$SHOP_CACHE/zipkin-$ZIPKIN_VERSION"
+ZIPKIN_JAR="$ZIPKIN_HOME/zipkin-server-$ZIPKIN_VERSION-exec.jar"
+ZIPKIN_PIDFILE="$STATE_DIR/zipkin.pid"
+ZIPKIN_LOG="$LOG_DIR/zipkin.log"
+
+zipkin_healthy() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "http://127.0.0.1:$ZIPKIN_PORT/health" >/dev/null 2>&1
+}
+
+ensure_zipkin_jar() {
+  [ -s "$ZIPKIN_JAR" ] && return 0
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  log "zipkin: fetching io.zipkin:zipkin-server:$ZIPKIN_VERSION:exec from Maven Central into $ZIPKIN_HOME"
+  local tmp; mkdir -p "$ZIPKIN_HOME"; tmp="$(mktemp -d "$ZIPKIN_HOME/tmp.XXXXXX")"
+  if ! mvn -q -B dependency:copy -Dartifact="io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec" \
+        -DoutputDirectory="$tmp" >"$LOG_DIR/zipkin-maven.log" 2>&1; then
+    show_log_tail "$LOG_DIR/zipkin-maven.log"
+    rm -rf "$tmp"
+    die "zipkin: maven could not fetch io.zipkin:zipkin-server:$ZIPKIN_VERSION (ZIPKIN_ENABLED=false skips it)"
+  fi
+  mv "$tmp/zipkin-server-$ZIPKIN_VERSION-exec.jar" "$ZIPKIN_JAR"
+  rm -rf "$tmp"
+}
+
+zipkin_up() {
+  [ "$ZIPKIN_ENABLED" = true ] || { log "zipkin: ZIPKIN_ENABLED=$ZIPKIN_ENABLED, not started"; return 0; }
+  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
+  if port_open 127.0.0.1 "$ZIPKIN_PORT"; then
+    if marker_exists zipkin && pid_alive "$pid" zipkin-server; then
+      log "zipkin: already running (ours, pid $pid) on :$ZIPKIN_PORT"
+    else
+      log "zipkin: something already listens on :$ZIPKIN_PORT, reusing it (not ours)"
+    fi
+    return 0
+  fi
+  marker_clear zipkin; rm -f "$ZIPKIN_PIDFILE"
+  local t0; t0=$(now)
+  ensure_java
+  ensure_zipkin_jar
+  [ -f "$ZIPKIN_LOG" ] && mv -f "$ZIPKIN_LOG" "$ZIPKIN_LOG.1"
+  log "zipkin: starting Zipkin $ZIPKIN_VERSION on 127.0.0.1:$ZIPKIN_PORT (in memory, UI /zipkin/), log $ZIPKIN_LOG"
+  export JAVA ZIPKIN_HEAP_OPTS ZIPKIN_JAR ZIPKIN_PIDFILE
+  # Serial GC and the C1 compiler: a small, mostly idle JVM that should not compete for the cores.
+  STORAGE_TYPE=mem MEM_MAX_SPANS="$ZIPKIN_MAX_SPANS" QUERY_PORT="$ZIPKIN_PORT" \
+  setsid nohup bash -c '
+    echo $$ >"$ZIPKIN_PIDFILE"
+    exec "$JAVA" $ZIPKIN_HEAP_OPTS -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+      -jar "$ZIPKIN_JAR" --armeria.ports[0].ip=127.0.0.1 --armeria.ports[0].port="$QUERY_PORT" \
+      --armeria.ports[0].protocols=http
+  ' </dev/null >"$ZIPKIN_LOG" 2>&1 9>&- &
+  local i
+  for ((i = 0; i < 50; i++)); do [ -s "$ZIPKIN_PIDFILE" ] && break; sleep 0.1; done
+  pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
+  [ -n "$pid" ] || die "zipkin: did not start (no pid file)"
+  marker_set zipkin "pid=$pid port=$ZIPKIN_PORT"
+  local deadline=$(( $(now) + ZIPKIN_START_TIMEOUT ))
+  until zipkin_healthy; do
+    if ! pid_alive "$pid"; then
+      show_log_tail "$ZIPKIN_LOG"; marker_clear zipkin; rm -f "$ZIPKIN_PIDFILE"
+      die "zipkin: the server exited during startup (see $ZIPKIN_LOG; ZIPKIN_ENABLED=false skips it)"
+    fi
+    if [ "$(now)" -ge "$deadline" ]; then
+      show_log_tail "$ZIPKIN_LOG"; stop_pid zipkin "$pid" zipkin-server 20
+      marker_clear zipkin; rm -f "$ZIPKIN_PIDFILE"
+      die "zipkin: not healthy after ${ZIPKIN_START_TIMEOUT}s, stopped it (see $ZIPKIN_LOG)"
+    fi
+    sleep 0.5
+  done
+  log "zipkin: ready (pid $pid) in $(( $(now) - t0 ))s: http://localhost:$ZIPKIN_PORT/zipkin/"
+}
+
+zipkin_down() {
+  if ! marker_exists zipkin; then
+    if port_open 127.0.0.1 "$ZIPKIN_PORT"; then log "zipkin: running but not started by us, leaving it"; fi
+    return 0
+  fi
+  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
+  stop_pid zipkin "$pid" zipkin-server 20
+  rm -f "$ZIPKIN_PIDFILE"
+  marker_clear zipkin
+}
+
+zipkin_status() {
+  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
+  if zipkin_healthy; then
+    if marker_exists zipkin && pid_alive "$pid" zipkin-server; then
+      echo "zipkin     up        localhost:$ZIPKIN_PORT  ours, pid $pid, UI http://localhost:$ZIPKIN_PORT/zipkin/"
+    else
+      echo "zipkin     up        localhost:$ZIPKIN_PORT  not ours"
+    fi
+  elif [ "$ZIPKIN_ENABLED" != true ]; then
+    echo "zipkin     off       ZIPKIN_ENABLED=$ZIPKIN_ENABLED"
+  else
+    echo "zipkin     down      localhost:$ZIPKIN_PORT"
+  fi
+}
+
 # ---------------------------------------------------------------------------- main
 
 cmd_up() {
@@ -679,11 +788,13 @@ cmd_up() {
   pg_up
   redis_up
   kafka_up
+  zipkin_up
   log "up: done in $(( $(now) - t0 ))s"
 }
 
 cmd_down() {
   with_lock
+  zipkin_down
   kafka_down
   redis_down
   pg_down
@@ -696,7 +807,8 @@ cmd_restart() {
     kafka) kafka_down; kafka_up ;;
     postgres) pg_down; pg_up ;;
     redis) redis_down; redis_up ;;
-    *) echo "usage: $0 restart kafka|postgres|redis" >&2; exit 2 ;;
+    zipkin) zipkin_down; zipkin_up ;;
+    *) echo "usage: $0 restart kafka|postgres|redis|zipkin" >&2; exit 2 ;;
   esac
   log "restart $1: done"
 }
@@ -705,6 +817,7 @@ cmd_status() {
   kafka_status
   pg_status
   redis_status
+  zipkin_status
 }
 
 case "${1:-}" in
@@ -712,5 +825,5 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   restart) cmd_restart "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|restart kafka|postgres|redis" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart kafka|postgres|redis|zipkin" >&2; exit 2 ;;
 esac

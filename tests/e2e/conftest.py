@@ -11,10 +11,21 @@ from shopkit.testing import ActAsUser, unique
 from .client import Shop
 from .harness import System, start_system
 
+ZIPKIN = os.environ.get("E2E_ZIPKIN_URL", "http://localhost:9411")
+TRACING = {
+    # Exported to the local stack's Zipkin; only requests that ask for it (a sampled traceparent)
+    # are traced, so the other tests pay for the instrumentation alone.
+    "OTEL_TRACES_EXPORTER": "zipkin",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{ZIPKIN}/api/v2/spans",
+    "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+    "OTEL_BSP_SCHEDULE_DELAY": "500",
+}
+
 
 @pytest.fixture(scope="session")
 async def system() -> AsyncIterator[System]:
     env = {
+        **TRACING,
         "ORDER_SAGA_TIMEOUT_S": "600",
         "REDIS_URL": os.environ.get("E2E_REDIS_URL", "redis://localhost:6379/13"),
         "COUPON_REDIS_KEY_PREFIX": unique("e2e") + ":",

@@ -3,21 +3,29 @@ consumer that handles it, through the outbox row and the Kafka headers (W3C trac
 events that step emits carry the trace on. Off (the default), nothing is added anywhere."""
 
 import asyncio
+import random
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, PaymentFailed, topics
 from shopkit import tracing
 from shopkit.db import OutboxRow
+from shopkit.deadletters import read_all, replay
 from shopkit.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import collect, running_consumer, topic_reader
+from shopkit.testing import collect, eventually, running_consumer, topic_reader
 from shopkit.uow import UnitOfWork
+
+DROP = sampling.Decision.DROP
+SAMPLED = sampling.Decision.RECORD_AND_SAMPLE
 
 
 @pytest.fixture
@@ -94,6 +102,7 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     assert format(processed.context.trace_id, "032x") == trace_id
     assert processed.parent is not None
     assert processed.parent.span_id == root.span_id
+    assert processed.attributes is not None
     assert processed.attributes["shop.order_id"] == str(order_id)
     # ... and the event it emitted was staged inside it.
     second = dict(records[-1].headers)["traceparent"].decode()
@@ -106,3 +115,93 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
         for s in spans.get_finished_spans()
         if s.name != "PaymentCompleted process"
     )
+
+
+def test_only_a_request_or_an_event_starts_a_trace() -> None:
+    """Background statements (a poll outside any span) never start one; a request does, and
+    a statement inside a sampled span is in it."""
+    sampler = tracing._NoBackgroundRoots(sampling.ALWAYS_ON)
+    trace_id = 0x1234
+    assert sampler.should_sample(None, trace_id, "SELECT", SpanKind.CLIENT).decision == DROP
+    assert (
+        sampler.should_sample(None, trace_id, "POST /orders", SpanKind.SERVER).decision == SAMPLED
+    )
+    assert sampler.should_sample(None, trace_id, "X process", SpanKind.CONSUMER).decision == SAMPLED
+    parent = trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(trace_id, 0x99, is_remote=True, trace_flags=TraceFlags(1)))
+    )
+    assert sampler.should_sample(parent, trace_id, "SELECT", SpanKind.CLIENT).decision == SAMPLED
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg"),
+    [("always-on", None), ("parentbased_traceidratio", "ten percent"), ("traceidratio", "1.5")],
+)
+def test_a_mistyped_sampler_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, sampler: str, arg: str | None
+) -> None:
+    """The SDK alone would fall back to tracing everything, which production must not do."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    if arg is not None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER"):
+        tracing._configured_sampler()
+
+
+def test_the_production_ratio_samples_that_share_of_new_traces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    sampler = tracing._configured_sampler()
+    ids = [random.getrandbits(128) for _ in range(20_000)]
+    sampled = sum(
+        sampler.should_sample(None, i, "POST /orders", SpanKind.SERVER).decision == SAMPLED
+        for i in ids
+    )
+    assert 1_700 < sampled < 2_300
+
+
+async def test_a_dead_lettered_and_replayed_event_keeps_its_trace(
+    settings: ServiceSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    spans: InMemorySpanExporter,
+) -> None:
+    broken = True
+    handled = asyncio.Event()
+
+    async def step(uow: UnitOfWork, payment: PaymentCompleted, _: Envelope) -> None:
+        if broken:
+            raise ValueError("handler bug #7")
+        uow.after_commit(handled.set)
+
+    with tracing.tracer.start_as_current_span("POST /orders") as request:
+        async with UnitOfWork(sessions, "kit") as uow:
+            uow.emit(PaymentCompleted(order_id=uuid.uuid4(), user_id=1, amount=1, balance_after=0))
+            await uow.commit()
+    root = request.get_span_context()
+    async with running_consumer(
+        settings,
+        sessions,
+        {PaymentCompleted: step},
+        group_id="kit-trace-dlq",
+        topics=[topics.PAYMENT_EVENTS],
+    ) as producer:
+        assert await OutboxRelay(settings, sessions, producer).publish_batch() == 1
+        [letter] = await eventually(lambda: read_all(settings), timeout_s=30)
+        traceparent = letter.header("traceparent")
+        assert traceparent.split("-")[1:3] == [
+            format(root.trace_id, "032x"),
+            format(root.span_id, "016x"),
+        ]
+        broken = False
+        assert await replay(settings, [letter]) == 1
+        await asyncio.wait_for(handled.wait(), 30)
+
+    processed = [s for s in spans.get_finished_spans() if s.name == "PaymentCompleted process"]
+    assert processed  # the failed attempt(s) and the replay, each in the request's trace
+    for span in processed:
+        assert span.context.trace_id == root.trace_id
+        assert span.parent is not None
+        assert span.parent.span_id == root.span_id
+    assert any(span.status.is_ok for span in processed)

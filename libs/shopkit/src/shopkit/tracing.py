@@ -7,6 +7,11 @@
 
 Off, nothing is instrumented and OpenTelemetry's API is a no-op: tracing costs nothing.
 
+Only a request or an event starts a trace: database and Redis calls made outside any span (the
+outbox's fallback poll, housekeeping) are never sampled, so they cannot fill the viewer with
+one-span traces. A request that arrives with a sampled `traceparent` is traced whatever the
+ratio (the `parentbased_*` samplers): that is how one request is traced on demand.
+
 A trace crosses Kafka through the outbox: the W3C trace context of the transaction that staged an
 event (`carrier()`) is stored with its outbox row, the relay sends it as Kafka headers
 (`kafka_headers()`), and each consumer continues it (`context_of(headers)`), so one order's trace
@@ -14,11 +19,14 @@ runs from its POST through every saga step.
 """
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 tracer = trace.get_tracer("shopkit")
 
@@ -51,7 +59,10 @@ def configure_tracing(service_name: str, *, exporter: Any = None) -> bool:
 
     if _provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME", service_name)
-        _provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        _provider = TracerProvider(
+            resource=Resource.create({"service.name": name}),
+            sampler=_NoBackgroundRoots(_configured_sampler()),
+        )
         trace.set_tracer_provider(_provider)
     if exporter is not None:
         _provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -69,6 +80,71 @@ def shutdown_tracing() -> None:
     for instrumentor in _instrumentors():
         instrumentor.uninstrument()
     _enabled = False
+
+
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+def _configured_sampler() -> sampling.Sampler:
+    """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, checked: the SDK alone would trace every
+    request (always_on) after a typo in either, which a production deployment must not do."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if name not in _SAMPLERS:
+        raise ValueError(f"OTEL_TRACES_SAMPLER: unknown sampler {name!r} ({', '.join(_SAMPLERS)})")
+    if name.endswith("traceidratio"):
+        raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        try:
+            ratio = float(raw)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"OTEL_TRACES_SAMPLER_ARG: {raw!r} is not a ratio in [0, 1]")
+        return (
+            sampling.ParentBasedTraceIdRatio(ratio)
+            if name.startswith("parentbased")
+            else sampling.TraceIdRatioBased(ratio)
+        )
+    return {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
+    }[name]
+
+
+class _NoBackgroundRoots(sampling.Sampler):
+    """A sampler that never starts a trace at a client call (a statement, a Redis command, an
+    outgoing HTTP request made outside any span) and asks `inner` about everything else."""
+
+    def __init__(self, inner: sampling.Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> sampling.SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind == SpanKind.CLIENT and not parent.is_valid:
+            return sampling.SamplingResult(sampling.Decision.DROP)
+        return self._inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoBackgroundRoots{{{self._inner.get_description()}}}"
 
 
 def _instrumentors() -> list[Any]:

@@ -1,16 +1,19 @@
 """The Faust worker against real Kafka: windows by the event's own time in Seoul, each event
 counted once, and nothing lost or doubled when the worker is killed and restarted."""
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from ranking.config import Settings
 from shop_contracts import Envelope, OrderPaid, topics
-from shopkit.testing import asyncpg_dsn, eventually, publish_envelope
+from shopkit.kafka import EVENT_TYPE_HEADER
+from shopkit.testing import asyncpg_dsn, collect, eventually, publish_envelope, topic_reader
 
 KST = timezone(timedelta(hours=9))
 Sold = dict[tuple[date, int], int]
@@ -107,6 +110,45 @@ async def test_a_killed_worker_comes_back_with_every_count_from_the_changelog(
     await publish_paid(paid(at, [(marker, 1)], order_id=ids[4]))
     await eventually(counted(sold, marker), timeout_s=120)
     assert await sold([tea, coffee]) == {(day, tea): 16, (day, coffee): 4}
+
+
+async def test_an_invalid_sale_is_dead_lettered_with_its_own_headers(
+    settings: Settings,
+    worker: Any,
+    paid: Paid,
+    sold: SoldProbe,
+    new_products: Callable[[int], list[int]],
+) -> None:
+    """The dead letter keeps the message's headers (its trace context among them) for a replay."""
+    [product] = new_products(1)
+    broken = Envelope.wrap(
+        paid(datetime(2024, 8, 1, 10, 0, tzinfo=KST), [(product, 1)]), producer="order"
+    )
+    value = broken.model_dump(mode="json")
+    value["payload"]["lines"][0]["quantity"] = -3  # no such sale
+    traceparent = f"00-{uuid4().hex}-{uuid4().hex[:16]}-01".encode()
+
+    def ours(record: Any) -> bool:
+        return dict(record.headers).get("traceparent") == traceparent
+
+    async with (
+        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers) as producer,
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as reader,
+    ):
+        await producer.send_and_wait(
+            settings.topic(topics.ORDER_EVENTS),
+            value=json.dumps(value).encode(),
+            key=broken.key,
+            headers=[(EVENT_TYPE_HEADER, b"OrderPaid"), ("traceparent", traceparent)],
+        )
+        letters = await collect(reader, lambda seen: any(ours(r) for r in seen), timeout_s=90)
+    [letter] = [r for r in letters if ours(r)]
+    headers = dict(letter.headers)
+    assert headers[EVENT_TYPE_HEADER] == b"OrderPaid"
+    assert headers["dlq.topic"].decode() == settings.topic(topics.ORDER_EVENTS)
+    assert b"invalid OrderPaid" in headers["dlq.error"]
+    assert json.loads(letter.value) == value
+    assert await sold([product]) == {}
 
 
 async def _forget_mirror(settings: Settings, product_ids: list[int]) -> None:

@@ -17,6 +17,7 @@
 """
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -38,7 +39,7 @@ from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit import tracing
 from shopkit.db import create_engine, session_factory
-from shopkit.deadletter import dead_letter_headers
+from shopkit.deadletter import dead_letter_headers, original_headers
 from shopkit.kafka import event_type_of
 from shopkit.logging import get_logger
 
@@ -108,7 +109,9 @@ class SalesStream:
             if event_type_of(message.headers) not in (None, OrderPaid.__name__):
                 continue  # the saga's other events share the topic (told by the header, unread)
             with self._span(message):
-                await self.handle(message.value, message.key, message.partition, message.offset)
+                await self.handle(
+                    message.value, message.key, message.partition, message.offset, message.headers
+                )
 
     @staticmethod
     def _span(message: Any) -> AbstractContextManager[Any]:
@@ -122,18 +125,26 @@ class SalesStream:
             attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic},
         )
 
-    async def handle(self, value: bytes, key: bytes | None, partition: int, offset: int) -> None:
+    async def handle(
+        self,
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        headers: Any = None,
+    ) -> None:
+        letter = _Letter(value, key, partition, offset, original_headers(headers))
         try:
             envelope = Envelope.model_validate_json(value)
         except ValidationError as exc:
-            await self._dead_letter(value, key, partition, offset, f"unparseable envelope: {exc}")
+            await self._dead_letter(letter, f"unparseable envelope: {exc}")
             return
         if envelope.event_type != OrderPaid.__name__:
             return
         try:
             paid = OrderPaid.model_validate(envelope.payload)
         except ValidationError as exc:
-            await self._dead_letter(value, key, partition, offset, f"invalid OrderPaid: {exc}")
+            await self._dead_letter(letter, f"invalid OrderPaid: {exc}")
             return
         if self.calendar.day_of(paid.paid_at) < self._oldest_kept():
             log.warning("sale_older_than_retention_ignored", order_id=str(paid.order_id))
@@ -156,21 +167,23 @@ class SalesStream:
         if first_seen_at is None:
             events[event_id] = offset
 
-    async def _dead_letter(
-        self, value: bytes, key: bytes | None, partition: int, offset: int, error: str
-    ) -> None:
+    async def _dead_letter(self, letter: "_Letter", error: str) -> None:
+        """The message as it came, its own headers (trace context) kept for a replay."""
         await self.dead_letters.send(
-            key=key,
-            value=value,
-            headers=dead_letter_headers(
+            key=letter.key,
+            value=letter.value,
+            headers=letter.headers
+            + dead_letter_headers(
                 consumer=self.app.conf.id,
                 error=error,
                 topic=self.source.get_topic_name(),
-                partition=partition,
-                offset=offset,
+                partition=letter.partition,
+                offset=letter.offset,
             ),
         )
-        log.error("dead_lettered", partition=partition, offset=offset, error=error[:500])
+        log.error(
+            "dead_lettered", partition=letter.partition, offset=letter.offset, error=error[:500]
+        )
 
     # -- the mirror in the ranking DB -----------------------------------------------------
 
@@ -280,6 +293,15 @@ class SalesStream:
         await self._mirror()
         if self._engine is not None:
             await self._engine.dispose()
+
+
+@dataclass(frozen=True)
+class _Letter:
+    value: bytes
+    key: bytes | None
+    partition: int
+    offset: int
+    headers: list[tuple[str, bytes]]
 
 
 def _value(windowed: Any, key: str) -> Any:
