@@ -42,6 +42,7 @@ def scenario_runners(bench: Bench) -> dict[str, Callable[[], Awaitable[Outcome]]
         "top5-read": bench.top5_read,
         "orders": lambda: orders.stepped(bench),
         "orders-hold": lambda: orders.hold(bench),
+        "tracing-cost": lambda: orders.tracing_cost(bench),
         "idle": bench.idle,
     }
 

@@ -14,6 +14,7 @@ SCENARIOS: Final = (
     "top5-read",
     "orders",
     "orders-hold",
+    "tracing-cost",
     "idle",
 )
 REFERENCE_OF: Final = {
@@ -75,6 +76,14 @@ class Config:
     order_p99_limit_ms: float = field(default_factory=lambda: _float("ORDER_P99_LIMIT_MS", 1000))
     order_price: int = field(default_factory=lambda: _int("ORDER_PRICE", 1_000))
     order_quantity: int = field(default_factory=lambda: _int("ORDER_QUANTITY", 1))
+
+    tracing_ratio: float = field(default_factory=lambda: _float("TRACING_RATIO", 0.1))
+    """the production sampling ratio whose cost tracing-cost checks (deploy/k8s sets it)"""
+    tracing_step_s: float = field(default_factory=lambda: _float("TRACING_STEP_S", 45))
+    tracing_budget_pct: float = field(default_factory=lambda: _float("TRACING_BUDGET_PCT", 5))
+    zipkin_url: str = field(
+        default_factory=lambda: os.environ.get("BENCH_ZIPKIN_URL", "http://localhost:9411")
+    )
 
     idle_s: float = field(default_factory=lambda: _float("IDLE_S", 30))
     idle_budget_pct: float = field(default_factory=lambda: _float("IDLE_BUDGET_PCT", 5))

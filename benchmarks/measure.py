@@ -64,7 +64,8 @@ class Groups:
     alone: dict[str, int] = field(default_factory=dict)
 
     def add_infrastructure(self) -> None:
-        """PostgreSQL (from its postmaster), the Kafka broker and redis-server, when local."""
+        """PostgreSQL (from its postmaster), the Kafka broker, redis-server and the Zipkin
+        server, when local."""
         stats = processes()
         postgres = [
             s.pid
@@ -76,7 +77,13 @@ class Groups:
             s.pid for s in stats.values() if s.comm == "java" and "kafka" in _cmdline(s.pid).lower()
         ]
         redis = [s.pid for s in stats.values() if s.comm.startswith("redis-server")]
-        for name, pids in (("postgres", postgres), ("kafka", kafka), ("redis", redis)):
+        zipkin = [s.pid for s in stats.values() if s.comm == "java" and "zipkin" in _cmdline(s.pid)]
+        for name, pids in (
+            ("postgres", postgres),
+            ("kafka", kafka),
+            ("redis", redis),
+            ("zipkin", zipkin),
+        ):
             if pids:
                 self.trees[name] = pids
 

@@ -2,6 +2,7 @@
 an own topic prefix), the ranking API, the bare reference app, and the admin calls that set
 up each scenario. Only the services' HTTP API and a few of their tables are used."""
 
+import asyncio
 import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ PROCESSES_PER_SERVICE = 1
 service; running N means N ServiceProcess per service on N ports behind one address (the
 gateway, or wrk's Lua picking a port), and adding every pid to the CPU groups below."""
 
-SERVICE_ENV = {"LOG_LEVEL": "WARNING", "ORDER_SAGA_TIMEOUT_S": "120"}
+SERVICE_ENV = {
+    "LOG_LEVEL": "WARNING",
+    "ORDER_SAGA_TIMEOUT_S": "120",
+    "OTEL_TRACES_EXPORTER": "none",
+}
+"""Tracing off, whatever the shell says: only tracing-cost turns it on."""
 
 
 @dataclass
@@ -41,6 +47,29 @@ class Shop:
     admin: dict[str, str]
     """Authorization header of an admin token (admin may act for every user)"""
     notes: list[str]
+    processes: dict[str, ServiceProcess]
+    """the shop's own processes (not the reference app), by name, to restart them"""
+
+    async def trace(self, ratio: float | None, zipkin_url: str) -> None:
+        """Restarts the shop's processes with tracing off (None) or sampling `ratio` of the
+        requests into Zipkin; `pids` follows."""
+        tracing = (
+            {
+                "OTEL_TRACES_EXPORTER": "zipkin",
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin_url}/api/v2/spans",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}",
+            }
+            if ratio is not None
+            else {"OTEL_TRACES_EXPORTER": "none"}
+        )
+        await asyncio.gather(*(p.stop() for p in self.processes.values()))
+        for process in self.processes.values():
+            process.env.update(tracing)
+        await asyncio.gather(*(p.start() for p in self.processes.values()))
+        for name, process in self.processes.items():
+            assert process.process is not None
+            self.pids[name] = process.process.pid
 
     async def post(self, service: str, path: str, body: Any, expect: int = 201) -> Any:
         response = await self.http.post(
@@ -139,6 +168,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         http=http,
         admin=admin_header(system.secrets.jwt),
         notes=[],
+        processes=dict(system.services),
     )
     await seed_ranking(shop)
     return shop

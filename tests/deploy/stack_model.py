@@ -25,6 +25,8 @@ from typing import Any
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from shopkit import tracing
+
 ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "deploy" / "local" / "run.sh"
 PROCESSES_EXTRA = ROOT / "deploy" / "local" / "processes.extra"
@@ -198,7 +200,7 @@ def workspace_packages(root: Path = ROOT) -> dict[str, tuple[str, Path]]:
 def module_env(module: str, packages: Mapping[str, tuple[str, Path]]) -> dict[str, Any]:
     cls = settings_class(module)
     if cls is not None:
-        return settings_env(cls)
+        return settings_env(cls) | dict.fromkeys(tracing.ENVIRONMENT)
     top = module.split(".")[0]
     if top not in packages:
         raise LookupError(f"{module}: no workspace package ships it")

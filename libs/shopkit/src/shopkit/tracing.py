@@ -30,6 +30,25 @@ from opentelemetry.util.types import Attributes
 
 tracer = trace.get_tracer("shopkit")
 
+ENVIRONMENT = (
+    # read here
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SDK_DISABLED",
+    # read by the OpenTelemetry SDK and its exporters
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+)
+"""The variables a deployment may set for tracing, in every process (the deploy checks know them)."""
+
 _enabled = False
 _provider: Any = None
 
