@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -39,7 +39,7 @@ from shop_contracts import Envelope, Event, UnknownEventType
 from shopkit import tracing
 from shopkit.deadletter import dead_letter
 from shopkit.faults import is_transient
-from shopkit.kafka import event_type_of, make_consumer
+from shopkit.kafka import Producer, event_type_of, make_consumer, start_consumer, stop_consumer
 from shopkit.logging import bound, get_logger
 from shopkit.metrics import (
     CONSUMER_BATCH,
@@ -139,7 +139,7 @@ class EventConsumer:
         self,
         settings: ServiceSettings,
         sessions: async_sessionmaker[AsyncSession],
-        producer: AIOKafkaProducer,
+        producer: Producer,
         *,
         group_id: str,
         topics: list[str],
@@ -161,7 +161,7 @@ class EventConsumer:
                 [self.settings.topic(t) for t in self.topics], listener=_CommitOnRevoke(offsets)
             )
             try:
-                await consumer.start()
+                await start_consumer(consumer)
                 log.info("consumer_started", consumer=self.group_id, topics=self.topics)
                 backoff = 1.0
                 pace = Pace(self.settings.consumer_linger_ms / 1000)
@@ -187,7 +187,7 @@ class EventConsumer:
                     pass
                 backoff = min(backoff * 2, 30.0)
             finally:
-                await consumer.stop()
+                await stop_consumer(consumer, self.settings.shutdown_timeout_s)
         log.info("consumer_stopped", consumer=self.group_id)
 
     def _observe_lag(

@@ -5,9 +5,8 @@ can be found and replayed (`python -m shopkit.deadletters`, `make deadletters`).
 
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from shop_contracts import topics
+from shopkit.kafka import Producer
 from shopkit.logging import get_logger
 from shopkit.settings import ServiceSettings
 
@@ -44,7 +43,7 @@ def original_headers(headers: Any) -> list[tuple[str, bytes]]:
 
 
 async def dead_letter(
-    producer: AIOKafkaProducer,
+    producer: Producer,
     settings: ServiceSettings,
     record: Any,
     *,

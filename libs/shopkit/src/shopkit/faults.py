@@ -43,6 +43,12 @@ _TRANSIENT_FOREIGN = {
     ("redis.exceptions", "ClusterDownError"),
     ("httpx", "TransportError"),
     ("aiokafka.errors", "KafkaTimeoutError"),  # not marked retriable, but it is
+    # The broker lost the producer's idempotence state (restarted): shopkit.kafka.Producer has
+    # replaced the producer by the time this is seen, so sending again works.
+    ("aiokafka.errors", "OutOfOrderSequenceNumber"),
+    ("aiokafka.errors", "UnknownProducerId"),
+    ("aiokafka.errors", "InvalidProducerEpoch"),
+    ("aiokafka.errors", "ProducerFenced"),
 }
 
 

@@ -16,14 +16,13 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Final, cast
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import BigInteger, Table, Text, bindparam, func, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import OutboxRow
-from shopkit.kafka import EVENT_TYPE_HEADER
+from shopkit.kafka import EVENT_TYPE_HEADER, Message, Producer
 from shopkit.listen import PgListener, first_of
 from shopkit.logging import get_logger
 from shopkit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
@@ -67,7 +66,7 @@ class OutboxRelay:
         self,
         settings: ServiceSettings,
         sessions: async_sessionmaker[AsyncSession],
-        producer: AIOKafkaProducer,
+        producer: Producer,
         wakeups: PgListener | None = None,
     ) -> None:
         self.settings = settings
@@ -89,8 +88,8 @@ class OutboxRelay:
             rows = (await session.execute(_unsent.limit(self.settings.outbox_batch_size))).all()
             if not rows:
                 return 0
-            pending = [
-                await self.producer.send(
+            await self.producer.send_all(
+                Message(
                     self.settings.topic(row.topic),
                     value=row.envelope.encode(),
                     key=row.key.encode(),
@@ -100,8 +99,7 @@ class OutboxRelay:
                     ],
                 )
                 for row in rows
-            ]
-            await asyncio.gather(*pending)
+            )
             await self._mark_sent(session, [row.id for row in rows])
         for row in rows:
             OUTBOX_PUBLISHED.labels(row.event_type).inc()

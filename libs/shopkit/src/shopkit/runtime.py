@@ -22,13 +22,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Event, topics
 from shopkit.consumer import EventConsumer, Handler
 from shopkit.db import create_engine, ping, session_factory, ssl_mode
-from shopkit.kafka import ensure_topics, make_producer
+from shopkit.kafka import Producer, ensure_topics, make_producer
 from shopkit.listen import PgListener
 from shopkit.logging import configure_logging, get_logger
 from shopkit.metrics import EVENT_LOOP_LAG
@@ -77,7 +76,7 @@ class Runtime:
     """The HTTP requests' pool."""
     api_sessions: async_sessionmaker[AsyncSession] = field(init=False)
     listener: PgListener = field(init=False)
-    producer: AIOKafkaProducer = field(init=False)
+    producer: Producer = field(init=False)
     loop_lag_s: float = field(init=False, default=0.0)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)

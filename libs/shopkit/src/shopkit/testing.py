@@ -24,7 +24,7 @@ from shop_contracts import Envelope, Event
 from shop_contracts import topics as all_topics
 from shopkit.auth import mint
 from shopkit.consumer import EventConsumer, Handler
-from shopkit.kafka import ensure_topics, make_producer
+from shopkit.kafka import Producer, ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 
 ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "postgresql://shop:shop@localhost:5432/postgres")
@@ -256,7 +256,7 @@ async def running_consumer(
     *,
     group_id: str,
     topics: Sequence[str],
-) -> AsyncIterator[AIOKafkaProducer]:
+) -> AsyncIterator[Producer]:
     """An EventConsumer of `handlers` running (topics created) until the block ends; yields its
     producer, for the test to publish with."""
     await ensure_topics(settings, list(all_topics.ALL_TOPICS))

@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -45,7 +45,7 @@ from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit import tracing
 from shopkit.deadletter import dead_letter
-from shopkit.kafka import event_type_of, make_consumer
+from shopkit.kafka import Producer, event_type_of, make_consumer, start_consumer, stop_consumer
 from shopkit.logging import bound, get_logger
 
 log = get_logger(__name__)
@@ -70,7 +70,7 @@ class DataPlatformRelay:
         self,
         settings: RelaySettings,
         deliveries: Deliveries,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         platform: DataPlatformClient,
     ) -> None:
         self.settings = settings
@@ -98,17 +98,14 @@ class DataPlatformRelay:
                 [self.settings.topic(topics.ORDER_EVENTS)], listener=_Revocations(self)
             )
             try:
-                await consumer.start()
+                await start_consumer(consumer)
                 log.info("relay_started", platform=self.settings.data_platform_url)
                 backoff = 1.0
                 while not stop.is_set():
                     await self._dispatch(consumer)
                     await self._settle(consumer)
                     if time.monotonic() >= next_prune:
-                        await self.deliveries.prune(
-                            timedelta(days=self.settings.deliveries_retention_days)
-                        )
-                        next_prune = time.monotonic() + PRUNE_EVERY_S
+                        next_prune = time.monotonic() + await self._prune()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -119,10 +116,26 @@ class DataPlatformRelay:
                     pass
                 backoff = min(backoff * 2, 30.0)
             finally:
-                await self._drain(consumer)
-                await consumer.stop()
-                self._consumer = None
+                await self._close(consumer)
         log.info("relay_stopped")
+
+    async def _prune(self) -> float:
+        """Forgets old delivery records; seconds until the next time. Housekeeping: a failure
+        (the database restarting) is tried again in a minute, the deliveries go on."""
+        try:
+            await self.deliveries.prune(timedelta(days=self.settings.deliveries_retention_days))
+        except Exception:
+            log.warning("deliveries_prune_failed", retry_in_s=60, exc_info=True)
+            return 60.0
+        return PRUNE_EVERY_S
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        """Finish (briefly), commit and leave the group, within the shutdown timeout."""
+        try:
+            await self._drain(consumer)  # bounded by half the shutdown timeout
+            await stop_consumer(consumer, self.settings.shutdown_timeout_s / 2)
+        finally:
+            self._consumer = None
 
     async def _dispatch(self, consumer: AIOKafkaConsumer) -> None:
         batches = await consumer.getmany(
