@@ -1,6 +1,7 @@
 """The HTTP shell every service shares: app factory with lifespan, problem+json rendering of
 every error (one place), request ids, latency metrics, /healthz, /readyz and /metrics."""
 
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -217,15 +218,22 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
     and sweepers; Kafka shares the partitions among them, PostgreSQL the rest)."""
     import uvicorn
 
-    uvicorn.run(
-        app_factory,
-        host=settings.http_host,
-        port=settings.http_port,
-        factory=True,
-        workers=settings.http_workers,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=30,
-        proxy_headers=True,
-    )
+    from shopkit.server import QuietServer
+
+    options: dict[str, Any] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "factory": True,
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": 30,
+        "proxy_headers": True,
+    }
+    if settings.http_workers > 1:  # uvicorn's supervisor makes its own servers
+        uvicorn.run(app_factory, workers=settings.http_workers, **options)
+        return
+    server = QuietServer(uvicorn.Config(app_factory, **options))
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE

@@ -126,7 +126,7 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         next_observe = 0.0
         idle_wait = self.settings.outbox_poll_interval_s
-        backoff = idle_wait
+        backoff = first_backoff = min(idle_wait, 1.0)
         pace = Pace(self.settings.outbox_linger_ms / 1000)
         while not stop.is_set():
             await pace.wait()
@@ -142,7 +142,7 @@ class OutboxRelay:
                 if loop.time() >= next_observe:
                     await self.observe()
                     next_observe = loop.time() + OBSERVE_EVERY_S
-                backoff = idle_wait
+                backoff = first_backoff
             except Exception:
                 log.exception("outbox_relay_error", retry_in_s=backoff)
                 wait = backoff

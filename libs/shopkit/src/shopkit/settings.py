@@ -95,7 +95,7 @@ class ServiceSettings(BaseSettings):
         "event, after a quiet spell, goes at once).",
     )
     outbox_poll_interval_s: float = Field(
-        default=1.0,
+        default=5.0,
         gt=0,
         description="The relay wakes on every commit that staged events (LISTEN/NOTIFY); this "
         "is only its fallback check while idle.",

@@ -19,7 +19,10 @@ class Settings(ServiceSettings):
         "restart backoff (up to 30 s), so a crashed or restarted step does not fail orders.",
     )
     deadline_sweep_interval_s: float = Field(
-        default=1.0, gt=0, description="How often the sweeper looks for overdue orders."
+        default=5.0,
+        gt=0,
+        description="How often the sweeper looks for overdue orders (an order fails by its "
+        "deadline at most this much late).",
     )
     deadline_sweep_batch: int = Field(
         default=100, ge=1, description="Overdue orders failed per transaction."

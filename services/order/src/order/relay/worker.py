@@ -263,19 +263,24 @@ class DataPlatformRelay:
                 return None
             body = orjson.dumps(paid.model_dump(mode="json"))
             started = time.monotonic()
-            try:
-                with self._span(record):  # the POST carries the trace on (traceparent)
+            # The POST carries the trace on (traceparent); the log lines carry its trace_id.
+            with self._span(record):
+                try:
                     attempts = await self._deliver(envelope, body)
-            except Refused as refused:
-                why = str(refused.error)
-                log.error("data_platform_refused_order", attempts=refused.attempts, error=why)
-                await self._dead_letter(record, why, refused.attempts)
-                return Finished(
-                    envelope.event_id, paid.order_id, Outcome.DEAD_LETTERED, refused.attempts, why
-                )
-            DELIVERED.inc()
-            DELIVERY_SECONDS.observe(time.monotonic() - started)
-            log.info("delivered_to_data_platform", attempts=attempts)
+                except Refused as refused:
+                    why = str(refused.error)
+                    log.error("data_platform_refused_order", attempts=refused.attempts, error=why)
+                    await self._dead_letter(record, why, refused.attempts)
+                    return Finished(
+                        envelope.event_id,
+                        paid.order_id,
+                        Outcome.DEAD_LETTERED,
+                        refused.attempts,
+                        why,
+                    )
+                DELIVERED.inc()
+                DELIVERY_SECONDS.observe(time.monotonic() - started)
+                log.info("delivered_to_data_platform", attempts=attempts)
             return Finished(envelope.event_id, paid.order_id, Outcome.DELIVERED, attempts)
 
     @staticmethod
