@@ -81,9 +81,6 @@ class Config:
     """the production sampling ratio whose cost tracing-cost checks (deploy/k8s sets it)"""
     tracing_step_s: float = field(default_factory=lambda: _float("TRACING_STEP_S", 45))
     tracing_budget_pct: float = field(default_factory=lambda: _float("TRACING_BUDGET_PCT", 5))
-    zipkin_url: str = field(
-        default_factory=lambda: os.environ.get("BENCH_ZIPKIN_URL", "http://localhost:9411")
-    )
 
     idle_s: float = field(default_factory=lambda: _float("IDLE_S", 30))
     idle_budget_pct: float = field(default_factory=lambda: _float("IDLE_BUDGET_PCT", 5))

@@ -12,8 +12,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
-
 from benchmarks import wrk
 from benchmarks.checks import Check, answers, equal, rows_match_answers
 from benchmarks.measure import Figures
@@ -266,7 +264,6 @@ async def tracing_cost(bench: Bench) -> Outcome:
     so PAID/s is its capacity. Run off, ratio, 100 %, ratio, off so that a drift of the machine
     falls on both sides; the cost of a setting = 1 − its mean PAID/s / off's."""
     c = bench.config
-    await _zipkin_up(c.zipkin_url)
     plan: list[tuple[str, float | None]] = [
         ("off", None),
         (f"{c.tracing_ratio:.0%}", c.tracing_ratio),
@@ -280,7 +277,7 @@ async def tracing_cost(bench: Bench) -> Outcome:
     try:
         for label, ratio in plan:
             log(f"tracing {label}: restarting the shop")
-            await bench.shop.trace(ratio, c.zipkin_url)
+            await bench.shop.trace(ratio)
             bench.meter.groups.trees.update({n: [p] for n, p in bench.shop.pids.items()})
             step, result, figures = await run_step(bench, c.order_hold_rate, c.tracing_step_s)
             steps.append(step)
@@ -288,7 +285,7 @@ async def tracing_cost(bench: Bench) -> Outcome:
             paid.setdefault(label, []).append(step.paid_per_s)
             log(f"  tracing {label}: {step.paid_per_s:.1f} PAID/s")
     finally:
-        await bench.shop.trace(None, c.zipkin_url)
+        await bench.shop.trace(None)
         bench.meter.groups.trees.update({n: [p] for n, p in bench.shop.pids.items()})
     mean = {label: sum(v) / len(v) for label, v in paid.items()}
     off = mean["off"]
@@ -306,25 +303,13 @@ async def tracing_cost(bench: Bench) -> Outcome:
     )
     outcome.details["paid_per_s"] = paid
     outcome.details["cost_pct"] = {label: round(v, 1) for label, v in cost.items()}
-    zipkin_cpu = [round(f.cpu_s.get("zipkin", 0.0) / f.seconds * 100, 1) for _, f in runs]
     outcome.notes = (
         f"{c.order_hold_rate:g} orders/s offered for {c.tracing_step_s:g} s per setting, the "
-        f"shop restarted with each (order: {', '.join(label for label, _ in plan)}); tracing into "
-        "the local Zipkin, which runs on the same two cores. Mean PAID/s: "
+        f"shop restarted with each (order: {', '.join(label for label, _ in plan)}); spans "
+        "exported over OTLP (the production exporter) to a sink that keeps nothing. Mean PAID/s: "
         + ", ".join(f"{label} {rate:.1f}" for label, rate in mean.items())
         + "; cost against off: "
         + ", ".join(f"{label} {v:.1f} %" for label, v in cost.items() if label != "off")
-        + f". Zipkin's own CPU per step (% of one core): {zipkin_cpu}. rate = PAID/s at "
-        f"{production}, ratio = that / PAID/s off."
+        + f". rate = PAID/s at {production}, ratio = that / PAID/s off."
     )
     return outcome
-
-
-async def _zipkin_up(url: str) -> None:
-    async with httpx.AsyncClient(timeout=3) as http:
-        try:
-            (await http.get(f"{url}/health")).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise RuntimeError(
-                f"tracing-cost exports to Zipkin at {url} ({exc!r}): `make stack` starts it"
-            ) from exc

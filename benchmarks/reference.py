@@ -130,6 +130,11 @@ class ReferenceApp:
                 await respond(send, 404, {"status": 404, "code": "NOT_FOUND"})
             else:
                 await respond(send, 200, dict(row))
+        elif method == "POST" and parts == ["v1", "traces"]:
+            # An OTLP trace sink that keeps nothing (benchmarks/orders.py, tracing-cost): the
+            # services pay for recording and exporting spans, nobody for storing them.
+            await read_body(receive)
+            await respond(send, 200, {})
         elif method == "GET" and parts == ["readyz"]:
             await respond(send, 200, {"status": "ready"})
         else:

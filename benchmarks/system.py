@@ -50,13 +50,14 @@ class Shop:
     processes: dict[str, ServiceProcess]
     """the shop's own processes (not the reference app), by name, to restart them"""
 
-    async def trace(self, ratio: float | None, zipkin_url: str) -> None:
+    async def trace(self, ratio: float | None) -> None:
         """Restarts the shop's processes with tracing off (None) or sampling `ratio` of the
-        requests into Zipkin; `pids` follows."""
+        requests, exported over OTLP to the reference app's sink (which keeps nothing, as a
+        collector on another machine would cost this one nothing); `pids` follows."""
         tracing = (
             {
-                "OTEL_TRACES_EXPORTER": "zipkin",
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin_url}/api/v2/spans",
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.urls["reference"],
                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                 "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}",
             }

@@ -53,6 +53,7 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     sessions: async_sessionmaker[AsyncSession],
     spans: InMemorySpanExporter,
 ) -> None:
+    tracing.instrument_engine(sessions.kw["bind"])  # made before tracing was on
     order_id = uuid.uuid4()
     handled = asyncio.Event()
 

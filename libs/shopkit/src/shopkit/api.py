@@ -111,7 +111,8 @@ async def _unexpected_error(_: Request, exc: Exception) -> Response:
 
 
 class RequestContextMiddleware:
-    """X-Request-ID in and out (bound to every log line of the request) and latency metrics."""
+    """X-Request-ID in and out (bound to every log line of the request), the request's span and
+    X-Trace-Id (when tracing is on) and latency metrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -125,28 +126,31 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
 
-        trace_id = tracing.current_trace_id()
+        with tracing.server_span(scope) as span:
+            trace_id = tracing.current_trace_id()
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-                if trace_id is not None:  # a user's report leads to the trace
-                    message["headers"].append((b"x-trace-id", trace_id.encode()))
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = message.setdefault("headers", [])
+                    headers.append((b"x-request-id", request_id.encode()))
+                    if trace_id is not None:  # a user's report leads to the trace
+                        headers.append((b"x-trace-id", trace_id.encode()))
+                await send(message)
 
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            if template not in ("/metrics", "/healthz", "/readyz"):
-                HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(
-                    time.perf_counter() - started
-                )
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                tracing.finish_server_span(span, scope["method"], template, status)
+                if template not in ("/metrics", "/healthz", "/readyz"):
+                    HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(
+                        time.perf_counter() - started
+                    )
 
 
 def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) -> FastAPI:
@@ -168,8 +172,7 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
     )
     app.state.runtime = runtime
     app.state.settings = runtime.settings
-    app.add_middleware(RequestContextMiddleware)
-    tracing.instrument_app(app)  # outermost: the request's span is current inside
+    app.add_middleware(RequestContextMiddleware)  # the request's span (tracing) is opened here
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shopkit import tracing
 from shopkit.pool import FairAsyncPool
 from shopkit.settings import ServiceSettings
 
@@ -90,7 +91,7 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
     """A fixed pool (no overflow churn) that serves waiters in arrival order; a request that
     cannot get a connection within db_pool_timeout_s fails with sqlalchemy's TimeoutError
     (answered 503)."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         poolclass=FairAsyncPool,
         pool_size=settings.db_pool_size,
@@ -109,6 +110,8 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
             "ssl": ssl_mode(settings),
         },
     )
+    tracing.instrument_engine(engine)
+    return engine
 
 
 def _json_dumps(value: Any) -> str:
