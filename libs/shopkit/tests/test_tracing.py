@@ -206,3 +206,19 @@ async def test_a_dead_lettered_and_replayed_event_keeps_its_trace(
         assert span.parent is not None
         assert span.parent.span_id == root.span_id
     assert any(span.status.is_ok for span in processed)
+
+
+def test_an_unsampled_trace_is_carried_on_without_spans(spans: InMemorySpanExporter) -> None:
+    """A message of a trace the edge did not sample costs no span, but the events its handler
+    emits carry the same trace, still unsampled, so no later step starts one of its own."""
+    trace_id, parent_id = "ab" * 16, "cd" * 8
+    headers = [("traceparent", f"00-{trace_id}-{parent_id}-00".encode())]
+    with tracing.consumer_span("X process", headers, "topic"):
+        assert tracing.carrier() == {"traceparent": f"00-{trace_id}-{parent_id}-00"}
+        assert tracing.current_trace_id() == trace_id
+    sampled = [("traceparent", f"00-{trace_id}-{parent_id}-01".encode())]
+    with tracing.consumer_span("Y process", sampled, "topic"):
+        carried = tracing.carrier()
+        assert carried is not None
+        assert carried["traceparent"].endswith("-01")
+    assert [s.name for s in spans.get_finished_spans()] == ["Y process"]

@@ -21,14 +21,13 @@ for as long as they last, its partition waiting, and is never dead-lettered; aft
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -261,18 +260,15 @@ class EventConsumer:
     def _span(self, delivery: Delivery) -> AbstractContextManager[Any]:
         """The step's span, continuing the trace of the transaction that staged the event (a
         child of it): the events this step emits carry the trace on."""
-        if not tracing.enabled():
-            return nullcontext()
-        return tracing.tracer.start_as_current_span(
-            f"{delivery.envelope.event_type} process",
-            context=tracing.context_of(delivery.message.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": delivery.message.topic,
+        envelope = delivery.envelope
+        return tracing.consumer_span(
+            f"{envelope.event_type} process",
+            delivery.message.headers,
+            delivery.message.topic,
+            lambda: {
                 "messaging.consumer.group.name": self.group_id,
-                "messaging.message.id": str(delivery.envelope.event_id),
-                "shop.order_id": str(delivery.envelope.order_id),
+                "messaging.message.id": str(envelope.event_id),
+                "shop.order_id": str(envelope.order_id),
             },
         )
 

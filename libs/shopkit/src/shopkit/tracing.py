@@ -20,10 +20,11 @@ runs from its POST through every saga step.
 
 import os
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import sampling
@@ -212,10 +213,11 @@ def server_span(scope: Mapping[str, Any]) -> AbstractContextManager[Span | None]
         for key, value in scope.get("headers") or ()
         if key in (b"traceparent", b"tracestate")
     }
+    parent = propagate.extract(found) if found else None
+    if parent is not None and not _sampled(parent):
+        return _current(parent)  # carried on unsampled, as consumer_span does
     return tracer.start_as_current_span(
-        scope.get("method", "HTTP"),
-        context=propagate.extract(found) if found else None,
-        kind=SpanKind.SERVER,
+        scope.get("method", "HTTP"), context=parent, kind=SpanKind.SERVER
     )
 
 
@@ -292,6 +294,48 @@ def context_of(
 
 
 _FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def consumer_span(
+    name: str,
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+    topic: str,
+    attributes: Callable[[], Mapping[str, str]] = dict,
+) -> AbstractContextManager[Any]:
+    """The span of handling one Kafka message, continuing the trace its headers carry (a child of
+    the span that staged it). A message of a trace that is not sampled gets no span: its context
+    is only made current, so the events the handler emits carry the same unsampled trace on (and
+    no later step starts a trace of its own) at the cost of a context switch."""
+    if not _enabled:
+        return nullcontext()
+    parent = context_of(headers)
+    if parent is not None and not _sampled(parent):
+        return _current(parent)
+    return tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            **attributes(),
+        },
+    )
+
+
+def _sampled(context: Context) -> bool:
+    """False for the context of a trace the edge decided not to sample."""
+    upstream = trace.get_current_span(context).get_span_context()
+    return not upstream.is_valid or upstream.trace_flags.sampled
+
+
+@contextmanager
+def _current(context: Context) -> Iterator[None]:
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def current_trace_id() -> str | None:

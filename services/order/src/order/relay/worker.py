@@ -19,7 +19,7 @@ is written — is closed by the platform's dedupe.
 import asyncio
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -27,7 +27,6 @@ from uuid import UUID
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from order.relay.breaker import CircuitBreaker
@@ -285,14 +284,7 @@ class DataPlatformRelay:
 
     @staticmethod
     def _span(record: Record) -> AbstractContextManager[Any]:
-        if not tracing.enabled():
-            return nullcontext()
-        return tracing.tracer.start_as_current_span(
-            "OrderPaid deliver",
-            context=tracing.context_of(record.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic},
-        )
+        return tracing.consumer_span("OrderPaid deliver", record.headers, record.topic)
 
     async def _deliver(self, envelope: Envelope, body: bytes) -> int:
         """POST until a 2xx; the number of attempts it took. Waits out every failure of the

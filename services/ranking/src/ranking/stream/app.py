@@ -16,7 +16,7 @@
 - A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
 """
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,6 @@ import faust
 from faust.tables.wrappers import WindowWrapper
 from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -116,14 +115,7 @@ class SalesStream:
     @staticmethod
     def _span(message: Any) -> AbstractContextManager[Any]:
         """Counting a sale continues the order's trace (its headers carry it)."""
-        if not tracing.enabled():
-            return nullcontext()
-        return tracing.tracer.start_as_current_span(
-            "OrderPaid count",
-            context=tracing.context_of(message.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic},
-        )
+        return tracing.consumer_span("OrderPaid count", message.headers, message.topic)
 
     async def handle(
         self,
