@@ -84,6 +84,24 @@ def test_a_token_we_did_not_issue_is_refused(token: Any) -> None:
         decode(token(), _settings())
 
 
+def test_a_remembered_token_still_expires_and_is_only_remembered_for_its_settings() -> None:
+    token = mint(SECRET, "42", "user", ttl_s=2)
+    assert decode(token, _settings()).sub == "42"
+    assert decode(token, _settings()).sub == "42"  # from memory this time
+    # Another secret, issuer or lifetime cap verifies it again (and refuses it).
+    with pytest.raises(Unauthenticated):
+        decode(token, ServiceSettings(local_mode=False, jwt_secret="x" * 40))
+    with pytest.raises(Unauthenticated):
+        decode(token, _settings(jwt_issuer="https://id.shop"))
+    with pytest.raises(Unauthenticated):
+        decode(token, _settings(jwt_max_lifetime_s=1))
+    # At its exp it is refused, as the library refuses it.
+    exp = decode(token, _settings()).exp
+    time.sleep(max(0.0, exp - time.time()) + 0.01)
+    with pytest.raises(Unauthenticated, match="expired"):
+        decode(token, _settings())
+
+
 def test_issuer_and_audience_are_checked_when_configured() -> None:
     settings = _settings(jwt_issuer="https://id.shop", jwt_audience="shop-api")
     good = mint(SECRET, "42", "user", iss="https://id.shop", aud="shop-api")

@@ -23,6 +23,7 @@ from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit import tracing
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.faults import is_transient
+from shopkit.hot import HotRoute, HotRoutes
 from shopkit.logging import get_logger
 from shopkit.metrics import HTTP_LATENCY
 from shopkit.runtime import Runtime
@@ -153,7 +154,15 @@ class RequestContextMiddleware:
                     )
 
 
-def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) -> FastAPI:
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    hot_routes: Sequence[HotRoute] = (),
+) -> FastAPI:
+    """The service's app; `hot_routes` answer their plain requests before FastAPI's router."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -172,7 +181,8 @@ def create_app(runtime: Runtime, *, title: str, routers: Sequence[APIRouter]) ->
     )
     app.state.runtime = runtime
     app.state.settings = runtime.settings
-    app.add_middleware(RequestContextMiddleware)  # the request's span (tracing) is opened here
+    app.add_middleware(HotRoutes, routes=hot_routes)
+    app.add_middleware(RequestContextMiddleware)  # around the hot routes and FastAPI's
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -268,6 +268,21 @@ def instrument_engine(engine: AsyncEngine) -> None:
             span.end()
 
 
+@contextmanager
+def statement_span(statement: str) -> Iterator[None]:
+    """A client span around a statement the driver runs itself (shopkit.db.fetch_row), as the
+    engine's statements get: only inside a recorded span."""
+    if not _enabled or not trace.get_current_span().is_recording():
+        yield
+        return
+    with tracer.start_as_current_span(
+        statement.split(None, 1)[0] if statement else "SQL",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": statement[:2_000]},
+    ):
+        yield
+
+
 def carrier() -> dict[str, str] | None:
     """The current trace context as W3C headers (`traceparent`, `tracestate`), or None outside
     a sampled trace: what an outbox row keeps for the relay."""

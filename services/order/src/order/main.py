@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from order.adapters.completions import OrderCompletions
+from order.api.hot import HOT_ROUTES
 from order.api.routes import router
 from order.config import Settings
 from order.service.deadlines import deadline_sweeper
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # runtime's listener runs in each and wakes the requests waiting on an order that ended.
     completions = OrderCompletions()
     completions.listen_on(runtime.listener)
-    app = create_service_app(runtime, title="Order service", routers=[router])
+    app = create_service_app(
+        runtime, title="Order service", routers=[router], hot_routes=HOT_ROUTES
+    )
     app.state.completions = completions
     return app
 

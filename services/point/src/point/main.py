@@ -4,6 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from point.api.hot import HOT_ROUTES
 from point.api.routes import router
 from point.config import Settings
 from point.service.handlers import CONSUMERS
@@ -19,7 +20,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(build_runtime(settings), title="Point service", routers=[router])
+    return create_service_app(
+        build_runtime(settings), title="Point service", routers=[router], hot_routes=HOT_ROUTES
+    )
 
 
 def main() -> None:

@@ -3,17 +3,18 @@ product (`stock = stock ± q`, guarded by `stock >= q` when taking), never read-
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from product.adapters.tables import Product, ReservationLine, ReservationOrder
 from product.domain.reservation import ReservationStatus
 from shop_contracts import ReservedLine
+from shopkit.db import fetch_row
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,26 @@ class Released:
     quantity: int
 
 
+class ProductRow(NamedTuple):
+    id: int
+    name: str
+    price: int
+    stock: int
+
+
+_PRODUCT_ROW: Final = "SELECT id, name, price, stock FROM products WHERE id = $1"
+
+
+async def read_product(engine: AsyncEngine, product_id: int) -> ProductRow | None:
+    """The hot read (shopkit.db.fetch_row): one prepared statement, no session."""
+    row = await fetch_row(engine, _PRODUCT_ROW, product_id)
+    return None if row is None else ProductRow(*row)
+
+
 _products = cast(Table, Product.__table__)
 _orders = cast(Table, ReservationOrder.__table__)
 
 # The saga's and the reads' statements, built once (compiled once, cached by SQLAlchemy).
-_PRODUCT: Final = select(Product).where(Product.id == bindparam("product_id"))
 _EXISTS: Final = select(_products.c.id).where(_products.c.id == bindparam("product_id"))
 _TAKE_STOCK: Final = (
     update(_products)
@@ -59,9 +75,6 @@ class ProductRepository:
 
     async def all(self) -> Sequence[Product]:
         return (await self.session.scalars(select(Product).order_by(Product.id))).all()
-
-    async def get(self, product_id: int) -> Product | None:
-        return await self.session.scalar(_PRODUCT, {"product_id": product_id})
 
     async def add(self, name: str, price: int, stock: int) -> Product:
         stmt = plain_insert(Product).values(name=name, price=price, stock=stock).returning(Product)

@@ -2,9 +2,9 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from product.adapters.repository import ProductRepository
+from product.adapters.repository import ProductRepository, ProductRow, read_product
 from product.adapters.tables import Product
 from product.domain.catalogue import ProductNotFound
 from shopkit.db import autocommit
@@ -14,9 +14,9 @@ async def list_products(session: AsyncSession) -> Sequence[Product]:
     return await ProductRepository(await autocommit(session)).all()
 
 
-async def get_product(session: AsyncSession, product_id: int) -> Product:
-    """One statement, its own transaction: one round trip."""
-    product = await ProductRepository(await autocommit(session)).get(product_id)
+async def get_product(engine: AsyncEngine, product_id: int) -> ProductRow:
+    """One statement in autocommit: one round trip."""
+    product = await read_product(engine, product_id)
     if product is None:
         raise ProductNotFound(product_id)
     return product

@@ -6,11 +6,12 @@ from datetime import date, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import distinct_on, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ranking.adapters.tables import DailySales, Snapshot, SnapshotItem
 from ranking.domain.calendar import DayRange
 from ranking.domain.ranking import ProductSales, RankedProduct, Ranking
+from shopkit.db import fetch_value
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,13 @@ class DailySalesRow:
     last_sold_at: datetime
 
 
-_LATEST_SNAPSHOT_ID = select(Snapshot.id).order_by(Snapshot.id.desc()).limit(1)
+_LATEST_SNAPSHOT_ID = "SELECT max(id) FROM ranking_snapshots"
+
+
+async def latest_snapshot_id(engine: AsyncEngine) -> int | None:
+    """The hot read (shopkit.db.fetch_value): one prepared statement, no session."""
+    snapshot_id: int | None = await fetch_value(engine, _LATEST_SNAPSHOT_ID)
+    return snapshot_id
 
 
 class RankingRepository:
@@ -111,10 +118,6 @@ class RankingRepository:
             )
             for item in ranking.items
         )
-
-    async def latest_snapshot_id(self) -> int | None:
-        snapshot_id: int | None = await self.session.scalar(_LATEST_SNAPSHOT_ID)
-        return snapshot_id
 
     async def latest_snapshot(self) -> Ranking | None:
         snapshot = await self.session.scalar(select(Snapshot).order_by(Snapshot.id.desc()).limit(1))

@@ -20,10 +20,11 @@ def _settings(request: Request) -> Settings:
 
 
 @router.get("/rankings/top-products", response_model=TopProductsResponse)
-async def top_products(request: Request, db: Db) -> TopProductsResponse:
-    """The latest snapshot of the daily job (as_of null and no items before the first run)."""
+async def top_products(request: Request) -> TopProductsResponse:
+    """The latest snapshot of the daily job (as_of null and no items before the first run).
+    Served by api.hot.top_products; here for the OpenAPI document."""
     latest: snapshots.LatestRanking = request.app.state.latest_ranking
-    ranking = await latest.get(db)
+    ranking = await latest.get()
     return TopProductsResponse.of(ranking, _settings(request).window_days)
 
 

@@ -3,13 +3,12 @@ the admin endpoint, `python -m ranking.snapshot`) computes it from the same mirr
 
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ranking.adapters.repository import RankingRepository
+from ranking.adapters.repository import RankingRepository, latest_snapshot_id
 from ranking.config import Settings
 from ranking.domain.calendar import BusinessCalendar
 from ranking.domain.ranking import Ranking, rank
-from shopkit.db import autocommit
 
 
 async def take_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Ranking:
@@ -35,19 +34,21 @@ async def latest(session: AsyncSession) -> Ranking | None:
 
 class LatestRanking:
     """The latest snapshot, kept in memory: a snapshot never changes once written, so a read
-    only asks which one is the latest (one statement in autocommit, one round trip) and loads
-    it only when that is a new one. Always fresh, whichever process wrote it."""
+    only asks which one is the latest (one prepared statement in autocommit, one round trip)
+    and loads it only when that is a new one. Always fresh, whichever process wrote it."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._engine = engine
+        self._sessions = sessions
         self._cached: tuple[int, Ranking] | None = None
 
-    async def get(self, session: AsyncSession) -> Ranking | None:
-        repo = RankingRepository(await autocommit(session))
-        latest_id = await repo.latest_snapshot_id()
+    async def get(self) -> Ranking | None:
+        latest_id = await latest_snapshot_id(self._engine)
         if latest_id is None:
             return None
         if self._cached is None or self._cached[0] != latest_id:
-            ranking = await repo.latest_snapshot()
+            async with self._sessions() as session:
+                ranking = await latest(session)
             if ranking is None:  # pruned between the two statements: nothing to keep
                 return None
             self._cached = (latest_id, ranking)

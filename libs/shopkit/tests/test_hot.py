@@ -1,0 +1,185 @@
+"""Hot routes answer the plain requests of their route themselves and hand everything else, body
+included, to the FastAPI route, so a client cannot tell which one answered: same bodies, same
+problem+json errors, same request ids and metrics."""
+
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter, Request
+from prometheus_client import REGISTRY
+from pydantic import BaseModel, ConfigDict
+
+from shop_contracts import ErrorCode
+from shopkit.api import IdPath, StrictId, create_app
+from shopkit.auth import OptionalClaims, authorize, authorize_user, mint
+from shopkit.errors import Conflict
+from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.runtime import Runtime
+from shopkit.settings import LOCAL_JWT_SECRET, ServiceSettings
+from shopkit.testing import running_server
+
+answered: Counter[str] = Counter()
+
+
+class Poke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictId
+
+
+class Poked(BaseModel):
+    thing_id: int
+    user_id: int
+
+
+class ThingTaken(Conflict):
+    def __init__(self, thing_id: int) -> None:
+        super().__init__(ErrorCode.COUPON_SOLD_OUT, f"Thing {thing_id} is taken.")
+
+
+def poke_thing(thing_id: int, user_id: int) -> Poked:
+    if thing_id == 13:
+        raise ThingTaken(thing_id)
+    return Poked(thing_id=thing_id, user_id=user_id)
+
+
+router = APIRouter()
+
+
+@router.post("/things/{thing_id}/poke", status_code=201, response_model=Poked)
+async def poke(thing_id: IdPath, body: Poke, claims: OptionalClaims, request: Request) -> Poked:
+    answered["fastapi"] += 1
+    authorize_user(request, claims, body.user_id)
+    return poke_thing(thing_id, body.user_id)
+
+
+async def hot_poke(request: HotRequest) -> Reply | None:
+    body = request.json(Poke)
+    if body is None:
+        return None
+    authorize(request.state.settings, request.claims(), body.user_id)
+    answered["hot"] += 1
+    (thing_id,) = request.ids
+    return Reply.model(201, poke_thing(thing_id, body.user_id))
+
+
+@pytest.fixture
+async def http(settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    config = settings.model_copy(update={"run_workers": False, "local_mode": True})
+    app = create_app(
+        Runtime(config),
+        title="t",
+        routers=[router],
+        hot_routes=[HotRoute("POST", "/things/{thing_id}/poke", hot_poke)],
+    )
+    answered.clear()
+    async with running_server(app) as url, httpx.AsyncClient(base_url=url) as client:
+        client.headers["Authorization"] = f"Bearer {mint(LOCAL_JWT_SECRET, '7', 'user')}"
+        yield client
+
+
+def _poke_latency_count(status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "http_request_duration_seconds_count",
+        {"method": "POST", "route": "/things/{thing_id}/poke", "status": status},
+    )
+    return value or 0.0
+
+
+async def test_a_plain_request_is_answered_by_the_hot_route(http: httpx.AsyncClient) -> None:
+    before = _poke_latency_count("201")
+    answer = await http.post("/things/5/poke", json={"user_id": 7}, headers={"X-Request-ID": "r1"})
+    assert answer.status_code == 201
+    assert answer.json() == {"thing_id": 5, "user_id": 7}
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-request-id"] == "r1"
+    assert answered == {"hot": 1}
+    assert _poke_latency_count("201") == before + 1  # labelled with the route's template
+
+
+async def test_a_domain_error_is_the_apps_problem_answer(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/things/13/poke", json={"user_id": 7})
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "COUPON_SOLD_OUT"
+    assert answer.json()["detail"] == "Thing 13 is taken."
+    assert answered == {"hot": 1}
+
+
+async def test_an_auth_error_is_the_same_as_fastapis(http: httpx.AsyncClient) -> None:
+    other_user = await http.post("/things/5/poke", json={"user_id": 8})
+    assert other_user.status_code == 403
+    assert other_user.json()["code"] == "FORBIDDEN"
+    bad_token = await http.post(
+        "/things/5/poke", json={"user_id": 7}, headers={"Authorization": "Bearer nope"}
+    )
+    assert bad_token.status_code == 401
+    assert bad_token.headers["www-authenticate"] == 'Bearer realm="shop"'
+    assert answered == {}  # refused before the route did anything
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        pytest.param(b'{"user_id": "7"}', {}, id="a string id"),
+        pytest.param(b'{"user_id": 7, "more": 1}', {}, id="an extra field"),
+        pytest.param(b'{"user_id": 0}', {}, id="id 0"),
+        pytest.param(b"{", {}, id="broken JSON"),
+        pytest.param(b"", {}, id="no body"),
+    ],
+)
+async def test_a_body_the_model_refuses_gets_fastapis_422(
+    http: httpx.AsyncClient, content: bytes, headers: dict[str, str]
+) -> None:
+    answer = await http.post(
+        "/things/5/poke", content=content, headers={"Content-Type": "application/json", **headers}
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "VALIDATION_ERROR"
+    assert answered == {}
+
+
+async def test_another_content_type_goes_on_to_fastapi_with_its_body(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.post(
+        "/things/5/poke", content=b'{"user_id": 7}', headers={"Content-Type": "text/plain"}
+    )
+    # FastAPI reads the replayed body: it refuses it as not JSON, as it always has.
+    assert answer.status_code == 422
+    assert answered == {}
+    with_charset = await http.post(
+        "/things/5/poke",
+        content=b'{"user_id": 7}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert with_charset.status_code == 201
+    assert answered == {"hot": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/things/0/poke", 422),
+        ("/things/9223372036854775808/poke", 422),  # 2**63
+        ("/things/007/poke", 201),  # FastAPI reads it as 7
+        ("/things/5/poke/", 307),  # redirected to the path without the slash
+        ("/things/x/poke", 422),
+    ],
+)
+async def test_paths_the_hot_route_does_not_take_go_on_to_fastapi(
+    http: httpx.AsyncClient, path: str, status: int
+) -> None:
+    answer = await http.post(path, json={"user_id": 7}, follow_redirects=False)
+    assert answer.status_code == status
+    assert "hot" not in answered
+
+
+async def test_the_largest_id_is_the_hot_routes(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/things/9223372036854775807/poke", json={"user_id": 7})
+    assert answer.status_code == 201
+    assert answer.json()["thing_id"] == 2**63 - 1
+    assert answered == {"hot": 1}
