@@ -109,7 +109,7 @@ class UnitOfWork:
                 if table is _outbox:
                     await self.session.execute(insert(table), rows)
                 else:
-                    await self.session.execute(insert(table).values(rows))
+                    await self.session.execute(_values(table, rows))
             await self.session.commit()
         self._committed = True
         callbacks, self._after_commit = self._after_commit, []
@@ -123,7 +123,14 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 def _all_in_one(writes: list[tuple[Table, list[dict[str, Any]]]]) -> Insert:
     """`WITH w0 AS (INSERT …), w1 AS (INSERT …) INSERT …`: the inserts, in order, as one."""
     *first, (table, rows) = writes
-    statement = insert(table).values(rows)
+    statement = _values(table, rows)
     for n, (earlier, earlier_rows) in enumerate(first):
-        statement = statement.add_cte(insert(earlier).values(earlier_rows).cte(f"w{n}"))
+        statement = statement.add_cte(_values(earlier, earlier_rows).cte(f"w{n}"))
     return statement
+
+
+def _values(table: Table, rows: list[dict[str, Any]]) -> Insert:
+    """`INSERT … VALUES`: for one row as `.values(row)`, which SQLAlchemy compiles once and then
+    takes from its cache (the values become parameters); a multi-row VALUES is never cached
+    and was compiled again for every order placed (13 % of the order service's CPU)."""
+    return insert(table).values(rows[0] if len(rows) == 1 else rows)
