@@ -88,11 +88,12 @@ class ServiceSettings(BaseSettings):
 
     outbox_batch_size: int = 500
     outbox_linger_ms: float = Field(
-        default=10,
+        default=60,
         ge=0,
         description="Under load, the relay publishes at most once per this many ms, so one "
         "round of SQL and one produce request carry the events of several commits (a lone "
-        "event, after a quiet spell, goes at once).",
+        "event, after a quiet spell, goes at once). Measured (make bench, orders): 10 ms held "
+        "75 orders/s within p99 1 s, 40 ms 85/s, 60 ms 95/s, 100 ms less (the waits add up).",
     )
     outbox_poll_interval_s: float = Field(
         default=5.0,
@@ -125,11 +126,11 @@ class ServiceSettings(BaseSettings):
         "transaction when a batch fails).",
     )
     consumer_linger_ms: float = Field(
-        default=10,
+        default=60,
         ge=0,
         description="Under load, a consumer starts a transaction at most once per this many "
         "ms, so one transaction carries the events of several polls (a lone event, after a "
-        "quiet spell, is handled at once).",
+        "quiet spell, is handled at once). Chosen with outbox_linger_ms, by measurement.",
     )
     consumer_commit_interval_s: float = Field(
         default=0.5,
