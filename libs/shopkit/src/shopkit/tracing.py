@@ -172,10 +172,9 @@ class _NoBackgroundRoots(sampling.Sampler):
 
 
 def _instrumentors() -> list[Any]:
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    return [HTTPXClientInstrumentor(), RedisInstrumentor()]
+    return [RedisInstrumentor()]
 
 
 def _exporter(name: str) -> Any:
@@ -281,6 +280,22 @@ def statement_span(statement: str) -> Iterator[None]:
         attributes={"db.system": "postgresql", "db.statement": statement[:2_000]},
     ):
         yield
+
+
+@contextmanager
+def http_client_span(method: str, url: str, headers: dict[str, str]) -> Iterator[Span | None]:
+    """A client span around an HTTP request made without an instrumented client (the relay's
+    aiohttp POST), with the trace context put into `headers`; only inside a recorded span."""
+    if not _enabled or not trace.get_current_span().is_recording():
+        yield None
+        return
+    with tracer.start_as_current_span(
+        method,
+        kind=SpanKind.CLIENT,
+        attributes={"http.request.method": method, "url.full": url},
+    ) as span:
+        propagate.inject(headers)
+        yield span
 
 
 def carrier() -> dict[str, str] | None:

@@ -74,12 +74,10 @@ async def relay_url(settings: RelaySettings) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def start_relay() -> Callable[..., AbstractAsyncContextManager[str]]:
-    """Another relay process, e.g. misconfigured or with a fake platform transport."""
+    """Another relay process, e.g. misconfigured or delivering to a platform of the test's own."""
 
-    def start(
-        settings: RelaySettings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> AbstractAsyncContextManager[str]:
-        return running_server(create_app(settings, transport=transport))
+    def start(settings: RelaySettings) -> AbstractAsyncContextManager[str]:
+        return running_server(create_app(settings))
 
     return start
 

@@ -18,12 +18,15 @@ from order.relay.config import RelaySettings
 from shop_contracts import Envelope, OrderFailed, OrderPaid, topics
 from shop_contracts.events import FailureReason
 from shopkit.testing import (
+    HttpPeer,
+    PeerRequest,
     asyncpg_dsn,
     collect,
     eventually,
     free_port,
     publish,
     publish_envelope,
+    running_server,
     topic_reader,
 )
 
@@ -322,14 +325,17 @@ async def test_a_platform_stuck_on_one_order_does_not_hold_back_other_partitions
     release = asyncio.Event()
     posted: list[str] = []
 
-    async def platform(request: httpx.Request) -> httpx.Response:
-        order_id = orjson.loads(request.content)["order_id"]
+    async def platform(request: PeerRequest) -> tuple[int, bytes]:
+        order_id = orjson.loads(request.body)["order_id"]
         if order_id == str(stuck.order_id):
             await release.wait()
         posted.append(order_id)
-        return httpx.Response(201)
+        return 201, b"{}"
 
-    async with start_relay(settings, transport=httpx.MockTransport(platform)):
+    async with (
+        running_server(HttpPeer(platform)) as platform_url,
+        start_relay(settings.model_copy(update={"data_platform_url": platform_url})),
+    ):
         topic = settings.topic(topics.ORDER_EVENTS)
         await publish(topic, stuck)
         for order in others:

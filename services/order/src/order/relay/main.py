@@ -4,7 +4,6 @@
 
 import asyncio
 
-import httpx
 from fastapi import FastAPI
 
 from order.relay.config import RelaySettings
@@ -18,9 +17,7 @@ from shopkit.kafka import ensure_topics, make_producer
 from shopkit.runtime import Runtime, Worker
 
 
-def data_platform_relay(
-    settings: RelaySettings, transport: httpx.AsyncBaseTransport | None = None
-) -> Worker:
+def data_platform_relay(settings: RelaySettings) -> Worker:
     async def dataplatform(runtime: Runtime, stop: asyncio.Event) -> None:
         await ensure_schema(runtime.engine)
         await ensure_topics(settings, [topics.ORDER_EVENTS, topics.DEAD_LETTER])
@@ -30,7 +27,6 @@ def data_platform_relay(
             settings.data_platform_url,
             settings.data_platform_secret,
             settings.request_timeout_s,
-            transport=transport,
         )
         try:
             relay = DataPlatformRelay(settings, Deliveries(runtime.sessions), producer, platform)
@@ -42,13 +38,9 @@ def data_platform_relay(
     return dataplatform
 
 
-def create_app(
-    settings: RelaySettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
+def create_app(settings: RelaySettings | None = None) -> FastAPI:
     settings = settings or RelaySettings()
-    runtime = Runtime(
-        settings, components=[data_platform_relay(settings, transport)], publishes=False
-    )
+    runtime = Runtime(settings, components=[data_platform_relay(settings)], publishes=False)
     return create_service_app(runtime, title="Order data-platform relay", routers=[])
 
 
