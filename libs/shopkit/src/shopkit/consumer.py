@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType
 from shopkit import tracing
+from shopkit.db import Prepared
 from shopkit.deadletter import dead_letter
 from shopkit.faults import is_transient
 from shopkit.kafka import Producer, event_type_of, make_consumer, start_consumer, stop_consumer
@@ -59,11 +60,14 @@ with `uow.emit()`/`uow.collect()`; the consumer commits."""
 
 Record: TypeAlias = ConsumerRecord[Any, Any]
 
-_claim = text(
-    "INSERT INTO processed_events (consumer, event_id) "
-    "SELECT :consumer, unnest(:event_ids) ON CONFLICT DO NOTHING RETURNING event_id"
-).bindparams(bindparam("event_ids", type_=ARRAY(PgUUID(as_uuid=True))))
-"""Claims a batch's events in one statement; returns the ids seen for the first time."""
+_claim = Prepared(
+    text(
+        "INSERT INTO processed_events (consumer, event_id) "
+        "SELECT :consumer, unnest(:event_ids) ON CONFLICT DO NOTHING RETURNING event_id"
+    ).bindparams(bindparam("event_ids", type_=ARRAY(PgUUID(as_uuid=True))))
+)
+"""Claims a batch's events in one statement (run by the driver: it begins the batch's
+transaction); returns the ids seen for the first time."""
 
 
 @dataclass(frozen=True)
@@ -273,8 +277,8 @@ class EventConsumer:
         )
 
     async def _claim(self, session: AsyncSession, event_ids: list[UUID]) -> set[UUID]:
-        claimed = await session.scalars(_claim, {"consumer": self.group_id, "event_ids": event_ids})
-        return set(claimed)
+        claimed = await _claim.fetch(session, consumer=self.group_id, event_ids=event_ids)
+        return {row[0] for row in claimed}
 
     async def _handle_alone(
         self, delivery: Delivery, attempts_used: int, last_error: Exception | None = None

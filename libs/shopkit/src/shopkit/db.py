@@ -1,15 +1,16 @@
 """Async SQLAlchemy 2 engine and sessions, the declarative base every service's models use,
 and the tables the shared runtime needs in every service's database."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import orjson
 from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 from shopkit import tracing
@@ -165,6 +168,64 @@ async def _driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Conne
         raise
     finally:
         await greenlet_spawn(fairy.close)
+
+
+_ASYNCPG: Final = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+
+class Prepared:
+    """A Core or text() statement compiled once for asyncpg (`$n` parameters in a fixed order)
+    and run by the driver on the session's own connection, inside the session's transaction.
+    SQLAlchemy's per-statement execution (cache-key traversal, execution context, cursor,
+    result) cost 140 µs of CPU per statement here, the driver alone 50 µs: for the statements
+    every saga event runs. Rows are asyncpg Records (by column name or position); parameters go
+    through the statement's types' bind processors, results through the connection's codecs."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=_ASYNCPG)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql: Final = compiled.string
+        self._names = tuple(compiled.positiontup or ())
+        self._processors = tuple(
+            compiled.binds[name].type.dialect_impl(_ASYNCPG).bind_processor(_ASYNCPG)
+            for name in self._names
+        )
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if process is None else process(params[name])
+            for name, process in zip(self._names, self._processors, strict=True)
+        ]
+
+    async def fetch(self, session: AsyncSession, **params: Any) -> list[asyncpg.Record]:
+        async with _session_driver(session, self.sql) as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self.args(params))
+            return rows
+
+    async def fetchrow(self, session: AsyncSession, **params: Any) -> asyncpg.Record | None:
+        rows = await self.fetch(session, **params)
+        return rows[0] if rows else None
+
+    async def executemany(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        async with _session_driver(session, self.sql) as connection:
+            await connection.executemany(self.sql, [self.args(row) for row in rows])
+
+
+@asynccontextmanager
+async def _session_driver(
+    session: AsyncSession, statement: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """The session's asyncpg connection, inside the session's transaction: SQLAlchemy's asyncpg
+    adapter begins a transaction lazily, at its first statement, so it is begun here when no
+    statement has run yet (nothing is begun in autocommit). The adapter's lock keeps the
+    connection to one statement at a time, as SQLAlchemy's own statements do."""
+    raw = await (await session.connection()).get_raw_connection()
+    adapter: Any = raw.dbapi_connection  # sqlalchemy AsyncAdapt_asyncpg_connection
+    async with adapter._execute_mutex:
+        if adapter._transaction is None:
+            await adapter._start_transaction()
+        with tracing.statement_span(statement):
+            yield raw.driver_connection
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -22,14 +22,25 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, cast
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Insert, Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
 from shopkit import tracing
-from shopkit.db import OutboxRow, autocommit
+from shopkit.db import OutboxRow, Prepared, autocommit
 
 _outbox = cast(Table, OutboxRow.__table__)
+_STAGE = Prepared(
+    insert(_outbox)
+    .values(
+        {
+            c: bindparam(c)
+            for c in ("event_id", "topic", "key", "event_type", "envelope", "trace_context")
+        }
+    )
+    .inline()  # no RETURNING of the new ids: nobody reads them
+)
+"""A transaction's staged events, as one executemany run by the driver (shopkit.db.Prepared)."""
 
 
 class RecordsEvents(Protocol):
@@ -107,7 +118,7 @@ class UnitOfWork:
                 # A statement per table: rows may carry SQL expressions (a deadline on the
                 # database's clock); outbox rows go as one executemany.
                 if table is _outbox:
-                    await self.session.execute(insert(table), rows)
+                    await _STAGE.executemany(self.session, rows)
                 else:
                     await self.session.execute(_values(table, rows))
             await self.session.commit()

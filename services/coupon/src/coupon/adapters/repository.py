@@ -28,6 +28,7 @@ from coupon.domain.coupons import (
     Price,
     PricingStatus,
 )
+from shopkit.db import Prepared
 
 
 class Refusal(StrEnum):
@@ -81,13 +82,13 @@ one (id NULL); every other user asked was too late (sold out)."""
 
 
 _pricings = cast(Table, OrderPricing.__table__)
-_CLAIM_PRICING: Final = (
+_CLAIM_PRICING: Final = Prepared(
     insert(_pricings)
     .values({c: bindparam(c) for c in ("order_id", "user_id", "user_coupon_id", "status")})
     .on_conflict_do_nothing(index_elements=[_pricings.c.order_id])
     .returning(_pricings.c.order_id)
 )
-_FINISH_PRICING: Final = (
+_FINISH_PRICING: Final = Prepared(
     update(_pricings)
     .where(_pricings.c.order_id == bindparam("b_order_id"))
     .values({c: bindparam(c) for c in ("status", "subtotal", "discount", "total", "detail")})
@@ -230,14 +231,12 @@ class CouponRepository:
 
     async def claim_pricing(self, order_id: UUID, user_id: int, user_coupon_id: int | None) -> bool:
         """Starts pricing this order; False when it was priced or closed before."""
-        claimed = await self.session.scalar(
-            _CLAIM_PRICING,
-            {
-                "order_id": order_id,
-                "user_id": user_id,
-                "user_coupon_id": user_coupon_id,
-                "status": PricingStatus.PRICING.value,
-            },
+        claimed = await _CLAIM_PRICING.fetchrow(
+            self.session,
+            order_id=order_id,
+            user_id=user_id,
+            user_coupon_id=user_coupon_id,
+            status=PricingStatus.PRICING.value,
         )
         return claimed is not None
 
@@ -248,16 +247,14 @@ class CouponRepository:
         price: Price | None = None,
         detail: str | None = None,
     ) -> None:
-        await self.session.execute(
-            _FINISH_PRICING,
-            {
-                "b_order_id": order_id,
-                "status": status.value,
-                "subtotal": None if price is None else price.subtotal,
-                "discount": None if price is None else price.discount,
-                "total": None if price is None else price.total,
-                "detail": detail,
-            },
+        await _FINISH_PRICING.fetch(
+            self.session,
+            b_order_id=order_id,
+            status=status.value,
+            subtotal=None if price is None else price.subtotal,
+            discount=None if price is None else price.discount,
+            total=None if price is None else price.total,
+            detail=detail,
         )
 
     async def close_pricing(self, order_id: UUID, user_id: int) -> None:

@@ -2,7 +2,7 @@
 and the deadline sweeper. (The aggregate's events go to the outbox through the unit of work; an
 order that ends NOTIFYs `order_done` from a trigger, see adapters/completions.py.)"""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Final, cast
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
 from shop_contracts import ExclusionReason, FailureReason
+from shopkit.db import Prepared
 from shopkit.uow import UnitOfWork
 
 _orders = cast(Table, OrderRow.__table__)
@@ -50,7 +51,7 @@ _select_orders = select(_orders, _lines_of_order)
 # statements on tables skip the ORM's bulk-persistence machinery (a third of the cost).
 _ORDER_BY_ID: Final = _select_orders.where(_orders.c.order_id == bindparam("order_id"))
 _seen = _orders.alias("seen")
-_LOCK_AND_READ: Final = (
+_LOCK_AND_READ: Final = Prepared(
     select(
         _orders,
         _lines_of_order,
@@ -78,12 +79,12 @@ _MUTABLE: Final = (
     "paid_at",
     "finished_at",
 )
-_UPDATE_ORDER: Final = (
+_UPDATE_ORDER: Final = Prepared(
     update(_orders)
     .where(_orders.c.order_id == bindparam("b_order_id"))
     .values({column: bindparam(column) for column in _MUTABLE})
 )
-_UPDATE_LINE: Final = (
+_UPDATE_LINE: Final = Prepared(
     update(_lines)
     .where(
         _lines.c.order_id == bindparam("b_order_id"),
@@ -140,10 +141,10 @@ class OrderRepository:
         see the lines as they were before the previous step committed. The row's version tells
         when that happened (rarely: only steps of one order racing), and then the order is read
         again, under the lock, by a new statement with a new snapshot."""
-        row = (await self.session.execute(_LOCK_AND_READ, {"order_id": order_id})).one_or_none()
+        row = await _LOCK_AND_READ.fetchrow(self.session, order_id=order_id)
         if row is None:
             return None
-        if row.locked_version != row.snapshot_version:
+        if row["locked_version"] != row["snapshot_version"]:
             return await self.get(order_id)
         order = _to_order(row)
         self._stored_lines[order.order_id] = list(order.lines)
@@ -186,9 +187,10 @@ class OrderRepository:
     async def save(self, order: Order) -> None:
         """Writes the order and the lines that changed."""
         row = _order_row(order)
-        await self.session.execute(
-            _UPDATE_ORDER,
-            {"b_order_id": order.order_id, **{column: row[column] for column in _MUTABLE}},
+        await _UPDATE_ORDER.fetch(
+            self.session,
+            b_order_id=order.order_id,
+            **{column: row[column] for column in _MUTABLE},
         )
         stored = self._stored_lines.get(order.order_id, [])
         changed = [
@@ -197,33 +199,35 @@ class OrderRepository:
             if position >= len(stored) or stored[position] != line
         ]
         if changed:
-            await self.session.execute(_UPDATE_LINE, changed)
+            await _UPDATE_LINE.executemany(self.session, changed)
         self._stored_lines[order.order_id] = list(order.lines)
 
     async def _load(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Order]:
-        orders = [_to_order(row) for row in (await self.session.execute(stmt, params)).all()]
+        result = await self.session.execute(stmt, params)
+        orders = [_to_order(row._mapping) for row in result.all()]
         for order in orders:
             self._stored_lines[order.order_id] = list(order.lines)
         return orders
 
 
-def _to_order(row: Any) -> Order:
+def _to_order(row: Mapping[str, Any]) -> Order:
+    """From a row of _select_orders: SQLAlchemy's (its _mapping) or the driver's Record."""
     return Order(
-        order_id=row.order_id,
-        user_id=row.user_id,
-        lines=[_to_line(*values) for values in row.lines],
-        user_coupon_id=row.user_coupon_id,
-        created_at=row.created_at,
-        deadline_at=row.deadline_at,
-        status=OrderStatus(row.status),
-        failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
-        stock_reserved=row.stock_reserved,
-        pricing=Pricing(subtotal=row.subtotal, discount=row.discount, total=row.total)
-        if row.total is not None
+        order_id=row["order_id"],
+        user_id=row["user_id"],
+        lines=[_to_line(*values) for values in row["lines"]],
+        user_coupon_id=row["user_coupon_id"],
+        created_at=row["created_at"],
+        deadline_at=row["deadline_at"],
+        status=OrderStatus(row["status"]),
+        failure_reason=FailureReason(row["failure_reason"]) if row["failure_reason"] else None,
+        stock_reserved=row["stock_reserved"],
+        pricing=Pricing(subtotal=row["subtotal"], discount=row["discount"], total=row["total"])
+        if row["total"] is not None
         else None,
-        paid_amount=row.paid_amount,
-        paid_at=row.paid_at,
-        finished_at=row.finished_at,
+        paid_amount=row["paid_amount"],
+        paid_at=row["paid_at"],
+        finished_at=row["finished_at"],
     )
 
 

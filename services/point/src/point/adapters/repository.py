@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.adapters.tables import Balance, LedgerEntry, Payment
 from point.domain.ledger import MAX_BALANCE, EntryType, PaymentStatus
+from shopkit.db import Prepared
 
 _CREDIT = text(
     """
@@ -27,8 +28,9 @@ SELECT balance FROM credited
 ).bindparams(bindparam("order_id", value=None))
 """A credit and its ledger entry; with :cap, refused (no row) past the cap."""
 
-_DEBIT = text(
-    """
+_DEBIT = Prepared(
+    text(
+        """
 WITH debited AS (
     UPDATE balances SET balance = balance - :amount, updated_at = now()
     WHERE user_id = :user_id AND balance >= :amount
@@ -39,12 +41,14 @@ WITH debited AS (
 )
 SELECT balance FROM debited
 """
+    )
 )
-"""A payment and its ledger entry; no row when the balance does not cover it."""
+"""A payment and its ledger entry; no row when the balance does not cover it (a saga step's
+statement: run by the driver, shopkit.db.Prepared)."""
 
 
 _payments = cast(Table, Payment.__table__)
-_CLAIM_PAYMENT = (
+_CLAIM_PAYMENT = Prepared(
     insert(_payments)
     .values(
         order_id=bindparam("order_id"),
@@ -96,10 +100,8 @@ class PointRepository:
         the new balance or None (nothing changed)."""
         if amount == 0:  # nothing owed (e.g. a 100% coupon): even a user never charged can pay
             return await self.balance(user_id)
-        balance: int | None = await self.session.scalar(
-            _DEBIT, {"user_id": user_id, "amount": amount, "order_id": order_id}
-        )
-        return balance
+        row = await _DEBIT.fetchrow(self.session, user_id=user_id, amount=amount, order_id=order_id)
+        return None if row is None else int(row["balance"])
 
     async def history(self, user_id: int, limit: int) -> Sequence[LedgerEntry]:
         stmt = (
@@ -114,9 +116,8 @@ class PointRepository:
         self, order_id: UUID, user_id: int, amount: int, status: PaymentStatus
     ) -> bool:
         """Creates the order's payment row; False when the order already has one."""
-        claimed = await self.session.scalar(
-            _CLAIM_PAYMENT,
-            {"order_id": order_id, "user_id": user_id, "amount": amount, "status": status.value},
+        claimed = await _CLAIM_PAYMENT.fetchrow(
+            self.session, order_id=order_id, user_id=user_id, amount=amount, status=status.value
         )
         return claimed is not None
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from product.adapters.tables import Product, ReservationLine, ReservationOrder
 from product.domain.reservation import ReservationStatus
 from shop_contracts import ReservedLine
-from shopkit.db import fetch_row
+from shopkit.db import Prepared, fetch_row
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,13 @@ _orders = cast(Table, ReservationOrder.__table__)
 
 # The saga's and the reads' statements, built once (compiled once, cached by SQLAlchemy).
 _EXISTS: Final = select(_products.c.id).where(_products.c.id == bindparam("product_id"))
-_TAKE_STOCK: Final = (
+_TAKE_STOCK: Final = Prepared(
     update(_products)
     .where(_products.c.id == bindparam("product_id"), _products.c.stock >= bindparam("quantity"))
     .values(stock=_products.c.stock - bindparam("quantity"))
     .returning(_products.c.name, _products.c.price)
 )
-_CLAIM_ORDER: Final = (
+_CLAIM_ORDER: Final = Prepared(
     insert(_orders)
     .values(
         order_id=bindparam("order_id"), user_id=bindparam("user_id"), status=bindparam("status")
@@ -64,7 +64,13 @@ _CLAIM_ORDER: Final = (
     .on_conflict_do_nothing(index_elements=[_orders.c.order_id])
     .returning(_orders.c.order_id)
 )
-_RECORD_LINES: Final = plain_insert(cast(Table, ReservationLine.__table__))
+_LINE_COLUMNS: Final = ("order_id", "product_id", "quantity", "unit_price", "name", "status")
+_RECORD_LINES: Final = Prepared(
+    plain_insert(cast(Table, ReservationLine.__table__)).values(
+        {c: bindparam(c) for c in _LINE_COLUMNS}
+    )
+)
+"""The saga step's statements run by the driver (shopkit.db.Prepared)."""
 
 
 class ProductRepository:
@@ -99,12 +105,8 @@ class ProductRepository:
 
     async def take_stock(self, product_id: int, quantity: int) -> Taken | None:
         """Takes `quantity` if that much is left; the product's name and price, or None."""
-        row = (
-            await self.session.execute(
-                _TAKE_STOCK, {"product_id": product_id, "quantity": quantity}
-            )
-        ).one_or_none()
-        return None if row is None else Taken(name=row.name, unit_price=row.price)
+        row = await _TAKE_STOCK.fetchrow(self.session, product_id=product_id, quantity=quantity)
+        return None if row is None else Taken(name=row["name"], unit_price=row["price"])
 
     async def give_back(self, product_id: int, quantity: int) -> None:
         await self.session.execute(
@@ -116,8 +118,8 @@ class ProductRepository:
 
     async def claim_order(self, order_id: UUID, user_id: int, status: ReservationStatus) -> bool:
         """Creates the order's reservation row; False when the order already has one."""
-        claimed = await self.session.scalar(
-            _CLAIM_ORDER, {"order_id": order_id, "user_id": user_id, "status": status.value}
+        claimed = await _CLAIM_ORDER.fetchrow(
+            self.session, order_id=order_id, user_id=user_id, status=status.value
         )
         return claimed is not None
 
@@ -132,8 +134,8 @@ class ProductRepository:
     async def record_lines(self, order_id: UUID, lines: Sequence[ReservedLine]) -> None:
         if not lines:
             return
-        await self.session.execute(
-            _RECORD_LINES,
+        await _RECORD_LINES.executemany(
+            self.session,
             [
                 {
                     "order_id": order_id,

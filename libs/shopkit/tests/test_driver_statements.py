@@ -1,0 +1,114 @@
+"""Statements the driver runs itself. Hot reads (shopkit.db.fetch_row) run on the pool's own
+connections, in autocommit, and give them back: the pool never grows, a broken connection is
+dropped instead of handed out again, and what a statement writes is committed when it returns.
+Prepared statements run inside the session's transaction, whatever ran before them."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, insert, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shopkit.db import Prepared, create_engine, fetch_row, fetch_value
+from shopkit.settings import ServiceSettings
+from shopkit.testing import asyncpg_dsn
+
+
+@pytest.fixture
+async def engine(settings: ServiceSettings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.model_copy(update={"db_pool_size": 2}))
+    yield engine
+    await engine.dispose()
+
+
+async def test_rows_values_and_no_row(engine: AsyncEngine) -> None:
+    row = await fetch_row(engine, "SELECT $1::bigint AS id, 'x' AS name", 7)
+    assert row is not None
+    assert (row["id"], row["name"]) == (7, "x")
+    assert await fetch_value(engine, "SELECT 1 WHERE $1::bigint > 0", 0) is None
+    assert await fetch_value(engine, "SELECT $1::bigint * 2", 21) == 42
+
+
+async def test_many_reads_share_the_pools_connections_in_autocommit(engine: AsyncEngine) -> None:
+    backends = await asyncio.gather(
+        *(fetch_value(engine, "SELECT pg_backend_pid()") for _ in range(200))
+    )
+    assert len(set(backends)) <= 2  # the pool's two, nothing opened past them
+    # Autocommit: what a statement writes is committed when it returns (no BEGIN left open),
+    # as another connection, outside the pool, sees.
+    written = await fetch_value(engine, "INSERT INTO effects (amount) VALUES ($1) RETURNING id", 5)
+    other = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    try:
+        assert await other.fetchval("SELECT amount FROM effects WHERE id = $1", written) == 5
+    finally:
+        await other.close()
+
+
+async def test_a_broken_connection_is_dropped_not_handed_out_again(engine: AsyncEngine) -> None:
+    pid = await fetch_value(engine, "SELECT pg_backend_pid()")
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+        await fetch_value(engine, "SELECT pg_terminate_backend(pg_backend_pid())")
+    pids = {await fetch_value(engine, "SELECT pg_backend_pid()") for _ in range(10)}
+    assert pids
+    assert None not in pids
+    survivors = await fetch_value(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+        list(pids | {pid}),
+    )
+    assert survivors == len(pids)  # every connection handed out afterwards is alive
+
+
+_effects = Table(
+    "effects",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("amount", BigInteger),
+)
+ADD = Prepared(insert(_effects).values(amount=bindparam("amount")).returning(_effects.c.id))
+TWICE = Prepared(text("SELECT CAST(:n AS bigint) * 2 + CAST(:n AS bigint), CAST(:doc AS jsonb)"))
+
+
+async def _amounts(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with sessions() as session:
+        rows = await session.execute(text("SELECT amount FROM effects ORDER BY id"))
+        return [r.amount for r in rows]
+
+
+@pytest.mark.parametrize("first", ["prepared", "sqlalchemy"])
+async def test_prepared_statements_share_the_sessions_transaction(
+    sessions: async_sessionmaker[AsyncSession], first: str
+) -> None:
+    async with sessions() as session:
+        async with session.begin():
+            if first == "sqlalchemy":
+                await session.execute(text("INSERT INTO effects (amount) VALUES (1)"))
+            row = await ADD.fetchrow(session, amount=2)
+            assert row is not None
+            assert row["id"] > 0
+            await session.execute(text("INSERT INTO effects (amount) VALUES (3)"))
+            await ADD.executemany(session, [{"amount": 4}, {"amount": 5}])
+            await session.rollback()
+    assert await _amounts(sessions) == []  # all of it undone, the driver's statements too
+    async with sessions() as session, session.begin():
+        await ADD.fetch(session, amount=6)
+        await session.execute(text("INSERT INTO effects (amount) VALUES (7)"))
+    assert await _amounts(sessions) == [6, 7]
+
+
+async def test_parameters_by_name_once_each_and_through_their_types(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        row = await TWICE.fetchrow(session, doc='{"a": [1, 2]}', n=5)
+    assert row is not None
+    assert row[0] == 15
+    assert row[1] == {"a": [1, 2]}
+    jsonb = Prepared(text("SELECT :doc").bindparams(bindparam("doc", type_=JSONB)).columns())
+    async with sessions() as session, session.begin():
+        row = await jsonb.fetchrow(session, doc={"b": "ü"})  # the JSONB type serializes it
+    assert row is not None
+    assert row[0] == {"b": "ü"}
