@@ -10,9 +10,11 @@ import asyncpg
 import pytest
 from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shopkit.db import Prepared, create_engine, fetch_row, fetch_value
+from shopkit.faults import is_transient
 from shopkit.settings import ServiceSettings
 from shopkit.testing import asyncpg_dsn
 
@@ -112,3 +114,23 @@ async def test_parameters_by_name_once_each_and_through_their_types(
         row = await jsonb.fetchrow(session, doc={"b": "ü"})  # the JSONB type serializes it
     assert row is not None
     assert row[0] == {"b": "ü"}
+
+
+async def test_a_connection_lost_under_a_prepared_statement_is_transient_and_dropped(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    async with sessions() as session:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar()
+        admin = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        with pytest.raises(DBAPIError) as lost:
+            await ADD.fetch(session, amount=1)
+        assert lost.value.connection_invalidated
+        assert is_transient(lost.value)  # retried while it lasts, never dead-lettered
+    for _ in range(20):  # every pooled connection handed out afterwards works
+        async with sessions() as session, session.begin():
+            await ADD.fetch(session, amount=2)
+    assert await _amounts(sessions) == [2] * 20

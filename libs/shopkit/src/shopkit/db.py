@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -219,13 +220,25 @@ async def _session_driver(
     adapter begins a transaction lazily, at its first statement, so it is begun here when no
     statement has run yet (nothing is begun in autocommit). The adapter's lock keeps the
     connection to one statement at a time, as SQLAlchemy's own statements do."""
-    raw = await (await session.connection()).get_raw_connection()
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
     adapter: Any = raw.dbapi_connection  # sqlalchemy AsyncAdapt_asyncpg_connection
-    async with adapter._execute_mutex:
-        if adapter._transaction is None:
-            await adapter._start_transaction()
-        with tracing.statement_span(statement):
-            yield raw.driver_connection
+    driver: asyncpg.Connection = raw.driver_connection
+    try:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            with tracing.statement_span(statement):
+                yield driver
+    except Exception as exc:
+        if not driver.is_closed():
+            raise
+        # The server went away: the pool must not hand this connection out again, and the
+        # failure reads as SQLAlchemy's own lost connection (transient: shopkit.faults).
+        await connection.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, None, exc, Exception, connection_invalidated=True
+        ) from exc
 
 
 async def ping(engine: AsyncEngine) -> None:
