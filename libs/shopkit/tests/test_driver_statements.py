@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, insert, text
+from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -134,3 +134,12 @@ async def test_a_connection_lost_under_a_prepared_statement_is_transient_and_dro
         async with sessions() as session, session.begin():
             await ADD.fetch(session, amount=2)
     assert await _amounts(sessions) == [2] * 20
+
+
+async def test_constants_in_the_statement_keep_their_values(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    only_big = Prepared(select(_effects.c.amount).where(_effects.c.amount > 10))
+    async with sessions() as session, session.begin():
+        await ADD.executemany(session, [{"amount": 5}, {"amount": 50}])
+        assert [row[0] for row in await only_big.fetch(session)] == [50]

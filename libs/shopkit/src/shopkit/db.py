@@ -187,15 +187,25 @@ class Prepared:
         assert isinstance(compiled, SQLCompiler)
         self.sql: Final = compiled.string
         self._names = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in self._names]
         self._processors = tuple(
-            compiled.binds[name].type.dialect_impl(_ASYNCPG).bind_processor(_ASYNCPG)
-            for name in self._names
+            bind.type.dialect_impl(_ASYNCPG).bind_processor(_ASYNCPG) for bind in binds
         )
+        # Literals in the statement (a constant in a WHERE) are parameters with their value.
+        self._fixed = {
+            name: bind.effective_value
+            for name, bind in zip(self._names, binds, strict=True)
+            if not bind.required
+        }
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
+        values = [
+            params[name] if name in params or name not in self._fixed else self._fixed[name]
+            for name in self._names
+        ]
         return [
-            params[name] if process is None else process(params[name])
-            for name, process in zip(self._names, self._processors, strict=True)
+            value if process is None else process(value)
+            for value, process in zip(values, self._processors, strict=True)
         ]
 
     async def fetch(self, session: AsyncSession, **params: Any) -> list[asyncpg.Record]:

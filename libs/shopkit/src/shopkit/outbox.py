@@ -21,7 +21,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit.db import OutboxRow
+from shopkit.db import OutboxRow, Prepared
 from shopkit.kafka import EVENT_TYPE_HEADER, Message, Producer
 from shopkit.listen import PgListener, first_of
 from shopkit.logging import get_logger
@@ -36,7 +36,7 @@ log = get_logger(__name__)
 _RELAY_LOCK: Final = 7_202_611_251
 OBSERVE_EVERY_S: Final = 10.0
 
-_unsent = (
+_unsent = Prepared(
     select(
         OutboxRow.id,
         OutboxRow.topic,
@@ -53,8 +53,9 @@ _unsent = (
     .order_by(OutboxRow.id)
     .limit(bindparam("batch"))
 )
-"""The next unsent rows, in id order, if this transaction gets the relay's lock (else none)."""
-_mark_sent = (
+"""The next unsent rows, in id order, if this transaction gets the relay's lock (else none).
+Run by the driver (shopkit.db.Prepared), as the mark below: a relay round per linger each."""
+_mark_sent = Prepared(
     update(cast(Table, OutboxRow.__table__))
     .where(OutboxRow.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
     .values(sent_at=func.now())
@@ -83,30 +84,29 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
         async with self.sessions() as session, session.begin():
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
-                return 0
-            rows = (await session.execute(_unsent.limit(self.settings.outbox_batch_size))).all()
+            # One statement takes the relay's lock (its InitPlan) and the rows: none without it.
+            rows = await _unsent.fetch(session, batch=self.settings.outbox_batch_size)
             if not rows:
                 return 0
             await self.producer.send_all(
                 Message(
-                    self.settings.topic(row.topic),
-                    value=row.envelope.encode(),
-                    key=row.key.encode(),
+                    self.settings.topic(row["topic"]),
+                    value=row["envelope"].encode(),
+                    key=row["key"].encode(),
                     headers=[
-                        (EVENT_TYPE_HEADER, row.event_type.encode()),
-                        *kafka_headers(row.trace_context),
+                        (EVENT_TYPE_HEADER, row["event_type"].encode()),
+                        *kafka_headers(row["trace_context"]),
                     ],
                 )
                 for row in rows
             )
-            await self._mark_sent(session, [row.id for row in rows])
+            await self._mark_sent(session, [row["id"] for row in rows])
         for row in rows:
-            OUTBOX_PUBLISHED.labels(row.event_type).inc()
+            OUTBOX_PUBLISHED.labels(row["event_type"]).inc()
         return len(rows)
 
     async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
-        await session.execute(_mark_sent, {"ids": ids})
+        await _mark_sent.fetch(session, ids=ids)
 
     async def observe(self) -> None:
         """Backlog metrics (published rows are pruned by shopkit.retention)."""

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shopkit.db import NAMING_CONVENTION, autocommit
+from shopkit.db import NAMING_CONVENTION, Prepared, autocommit
 
 _SCHEMA_LOCK = 7_202_611_260
 
@@ -60,7 +60,9 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         await conn.run_sync(metadata.create_all)
 
 
-_upsert = insert(relay_deliveries)
+_upsert = insert(relay_deliveries).values(
+    {c: bindparam(c) for c in ("event_id", "order_id", "status", "attempts", "last_error")}
+)
 _RECORD = _upsert.on_conflict_do_update(
     index_elements=[relay_deliveries.c.event_id],
     set_={
@@ -71,6 +73,8 @@ _RECORD = _upsert.on_conflict_do_update(
     },
     where=relay_deliveries.c.status != Outcome.DELIVERED.value,
 )
+_RECORD_ALL = Prepared(_RECORD)
+"""Run by the driver (shopkit.db.Prepared), as _DELIVERED_AMONG: once per partition batch."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,11 @@ class Finished:
     last_error: str | None = None
 
 
-_DELIVERED_AMONG = select(relay_deliveries.c.event_id).where(
-    relay_deliveries.c.event_id == func.any(bindparam("event_ids", type_=ARRAY(PgUUID()))),
-    relay_deliveries.c.status == Outcome.DELIVERED.value,
+_DELIVERED_AMONG = Prepared(
+    select(relay_deliveries.c.event_id).where(
+        relay_deliveries.c.event_id == func.any(bindparam("event_ids", type_=ARRAY(PgUUID()))),
+        relay_deliveries.c.status == Outcome.DELIVERED.value,
+    )
 )
 
 
@@ -99,10 +105,8 @@ class Deliveries:
         if not event_ids:
             return set()
         async with self.sessions() as session:
-            found = await (await autocommit(session)).scalars(
-                _DELIVERED_AMONG, {"event_ids": event_ids}
-            )
-            return set(found)
+            found = await _DELIVERED_AMONG.fetch(await autocommit(session), event_ids=event_ids)
+            return {row[0] for row in found}
 
     async def record_all(self, finished: list[Finished]) -> None:
         """Records how each event ended, in one statement. Upserts: a DELIVERED row is final
@@ -110,8 +114,8 @@ class Deliveries:
         if not finished:
             return
         async with self.sessions() as session:
-            await (await autocommit(session)).execute(
-                _RECORD,
+            await _RECORD_ALL.executemany(
+                await autocommit(session),
                 [
                     {
                         "event_id": f.event_id,
