@@ -172,20 +172,26 @@ def make_consumer(settings: ServiceSettings, group_id: str, *topics: str) -> AIO
     )
 
 
-async def ensure_topics(settings: ServiceSettings, names: list[str]) -> None:
-    """Create the topics that do not exist yet (idempotent; safe with N replicas)."""
+async def ensure_topics(
+    settings: ServiceSettings, names: list[str], *, exact: Sequence[NewTopic] = ()
+) -> None:
+    """Create the topics that do not exist yet (idempotent; safe with N replicas): `names`
+    (prefixed, with the configured partitions and replication) and `exact` (as given)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [settings.topic(n) for n in names if settings.topic(n) not in existing]
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(t, settings.kafka_topic_partitions, settings.kafka_replication_factor)
-                    for t in missing
-                ]
+        wanted = [
+            NewTopic(
+                settings.topic(n),
+                settings.kafka_topic_partitions,
+                settings.kafka_replication_factor,
             )
-            log.info("topics_created", topics=missing)
+            for n in names
+        ] + list(exact)
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+            log.info("topics_created", topics=[t.name for t in missing])
     finally:
         await admin.close()

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+from aiokafka.admin import NewTopic
 from faust.tables.wrappers import WindowWrapper
 from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
+from mode.utils.times import want_seconds
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -96,6 +98,35 @@ class SalesStream:
         )
         self.sales.on_recover(self._restored)
         self.app.on_before_shutdown.connect(self._shutting_down)
+
+    def changelog_topics(self) -> list[NewTopic]:
+        """The tables' changelog topics as Faust declares them (partitions, replicas,
+        `compact,delete`, retention): created before the worker starts (workers.__main__).
+        Declared by Faust only once the worker subscribed, a changelog topic could miss the
+        consumer's metadata; the first OrderPaid then crashed the agent on PartitionsMismatch
+        ("changelog has 0 partitions") until the metadata was refreshed, minutes later."""
+        conf = self.app.conf
+        created = []
+        for table in self.app.tables.values():
+            topic = table.changelog_topic
+            retention = int(want_seconds(topic.retention) * 1000) if topic.retention else None
+            config: dict[str, Any] = {}
+            policy = sorted({"compact"} if topic.compacting else set())
+            policy += ["delete"] if topic.deleting else []
+            if policy:
+                config["cleanup.policy"] = ",".join(policy)
+            if retention:
+                config["retention.ms"] = retention
+            config.update(topic.config or {})
+            created.append(
+                NewTopic(
+                    topic.get_topic_name(),
+                    topic.partitions or conf.topic_partitions,
+                    topic.replicas or conf.topic_replication_factor,
+                    topic_configs={key: str(value) for key, value in config.items()},
+                )
+            )
+        return created
 
     def _windowed(self, name: str, window: TumblingWindow, description: str) -> WindowWrapper:
         return cast(WindowWrapper, self.app.Table(name, window=window, help=description))

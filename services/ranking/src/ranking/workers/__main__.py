@@ -1,5 +1,6 @@
 """The ranking's stream processor: `python -m ranking.workers` (a Faust worker; run N of them,
-Kafka spreads the partitions). It migrates the DB and creates the topics first."""
+Kafka spreads the partitions). It migrates the DB and creates the topics first, the tables'
+changelog topics included."""
 
 import asyncio
 import logging
@@ -17,10 +18,12 @@ from shopkit.migrations import upgrade
 from shopkit.tracing import configure_tracing
 
 
-async def prepare(settings: Settings) -> None:
+async def prepare(settings: Settings, stream: SalesStream) -> None:
     if settings.run_migrations:
         await upgrade(MIGRATIONS, settings.database_url)
-    await ensure_topics(settings, [topics.ORDER_EVENTS, topics.DEAD_LETTER])
+    await ensure_topics(
+        settings, [topics.ORDER_EVENTS, topics.DEAD_LETTER], exact=stream.changelog_topics()
+    )
 
 
 def main() -> None:
@@ -29,8 +32,8 @@ def main() -> None:
     configure_tracing(settings.service_name)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(prepare(settings))
     stream = SalesStream(settings)
+    loop.run_until_complete(prepare(settings, stream))
     worker = faust.Worker(
         stream.app, loglevel=settings.log_level.lower(), loop=loop, redirect_stdouts=False
     )
