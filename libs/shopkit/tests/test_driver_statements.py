@@ -1,10 +1,11 @@
-"""Statements the driver runs itself. Hot reads (shopkit.db.fetch_row) run on the pool's own
+"""Statements the driver runs itself. Hot reads (shopkit.db.Prepared.read) run on the pool's own
 connections, in autocommit, and give them back: the pool never grows, a broken connection is
 dropped instead of handed out again, and what a statement writes is committed when it returns.
 Prepared statements run inside the session's transaction, whatever ran before them."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,10 +14,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shopkit.db import Prepared, create_engine, fetch_row, fetch_value
+from shopkit.db import Prepared, create_engine
 from shopkit.faults import is_transient
 from shopkit.settings import ServiceSettings
 from shopkit.testing import asyncpg_dsn
+
+
+async def fetch_row(engine: AsyncEngine, sql: str, **params: Any) -> asyncpg.Record | None:
+    return await Prepared(text(sql)).read(engine, **params)
+
+
+async def fetch_value(engine: AsyncEngine, sql: str, **params: Any) -> Any:
+    row = await fetch_row(engine, sql, **params)
+    return None if row is None else row[0]
 
 
 @pytest.fixture
@@ -27,11 +37,11 @@ async def engine(settings: ServiceSettings) -> AsyncIterator[AsyncEngine]:
 
 
 async def test_rows_values_and_no_row(engine: AsyncEngine) -> None:
-    row = await fetch_row(engine, "SELECT $1::bigint AS id, 'x' AS name", 7)
+    row = await fetch_row(engine, "SELECT CAST(:id AS bigint) AS id, 'x' AS name", id=7)
     assert row is not None
     assert (row["id"], row["name"]) == (7, "x")
-    assert await fetch_value(engine, "SELECT 1 WHERE $1::bigint > 0", 0) is None
-    assert await fetch_value(engine, "SELECT $1::bigint * 2", 21) == 42
+    assert await fetch_value(engine, "SELECT 1 WHERE CAST(:n AS bigint) > 0", n=0) is None
+    assert await fetch_value(engine, "SELECT CAST(:n AS bigint) * 2", n=21) == 42
 
 
 async def test_many_reads_share_the_pools_connections_in_autocommit(engine: AsyncEngine) -> None:
@@ -41,7 +51,9 @@ async def test_many_reads_share_the_pools_connections_in_autocommit(engine: Asyn
     assert len(set(backends)) <= 2  # the pool's two, nothing opened past them
     # Autocommit: what a statement writes is committed when it returns (no BEGIN left open),
     # as another connection, outside the pool, sees.
-    written = await fetch_value(engine, "INSERT INTO effects (amount) VALUES ($1) RETURNING id", 5)
+    written = await fetch_value(
+        engine, "INSERT INTO effects (amount) VALUES (:a) RETURNING id", a=5
+    )
     other = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
     try:
         assert await other.fetchval("SELECT amount FROM effects WHERE id = $1", written) == 5
@@ -58,8 +70,8 @@ async def test_a_broken_connection_is_dropped_not_handed_out_again(engine: Async
     assert None not in pids
     survivors = await fetch_value(
         engine,
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])",
-        list(pids | {pid}),
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(CAST(:pids AS int[]))",
+        pids=list(pids | {pid}),
     )
     assert survivors == len(pids)  # every connection handed out afterwards is alive
 

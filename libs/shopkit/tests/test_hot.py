@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shop_contracts import ErrorCode
 from shopkit.api import IdPath, StrictId, create_app
-from shopkit.auth import OptionalClaims, authorize, authorize_user, mint
+from shopkit.auth import OptionalClaims, authorize_user, mint
 from shopkit.errors import Conflict
 from shopkit.hot import HotRequest, HotRoute, Reply
 from shopkit.runtime import Runtime
@@ -59,7 +59,7 @@ async def hot_poke(request: HotRequest) -> Reply | None:
     body = request.json(Poke)
     if body is None:
         return None
-    authorize(request.state.settings, request.claims(), body.user_id)
+    request.authorize(body.user_id)
     answered["hot"] += 1
     (thing_id,) = request.ids
     return Reply.model(201, poke_thing(thing_id, body.user_id))

@@ -138,23 +138,6 @@ async def autocommit(session: AsyncSession) -> AsyncSession:
     return session
 
 
-async def fetch_row(engine: AsyncEngine, statement: str, *args: Any) -> asyncpg.Record | None:
-    """A hot read: ONE statement (asyncpg's `$1` parameters) run by the driver on a connection
-    of `engine`'s pool, in autocommit. asyncpg prepares it once per connection and keeps it;
-    nothing of SQLAlchemy runs per statement or row (its session, ORM and result layers were
-    three quarters of a product read's CPU). A span when the request is sampled."""
-    async with _driver_connection(engine) as connection:
-        with tracing.statement_span(statement):
-            row: asyncpg.Record | None = await connection.fetchrow(statement, *args)
-        return row
-
-
-async def fetch_value(engine: AsyncEngine, statement: str, *args: Any) -> Any:
-    """`fetch_row`'s first column (None without a row)."""
-    row = await fetch_row(engine, statement, *args)
-    return None if row is None else row[0]
-
-
 @asynccontextmanager
 async def _driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection's asyncpg connection (no transaction is begun on it); a connection
@@ -216,6 +199,15 @@ class Prepared:
     async def fetchrow(self, session: AsyncSession, **params: Any) -> asyncpg.Record | None:
         rows = await self.fetch(session, **params)
         return rows[0] if rows else None
+
+    async def read(self, engine: AsyncEngine, **params: Any) -> asyncpg.Record | None:
+        """A hot read without a session: the statement alone on a connection of `engine`'s
+        pool, in autocommit (one round trip; SQLAlchemy's session, ORM and result layers were
+        three quarters of a product read's CPU)."""
+        async with _driver_connection(engine) as connection:
+            with tracing.statement_span(self.sql):
+                row: asyncpg.Record | None = await connection.fetchrow(self.sql, *self.args(params))
+            return row
 
     async def executemany(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         async with _session_driver(session, self.sql) as connection:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopkit.auth import Claims, claims_of
+from shopkit.auth import authorize, claims_of
 
 MAX_ID: Final = 2**63 - 1
 _PARAM: Final = re.compile(r"\{(\w+)\}")
@@ -47,13 +47,15 @@ class HotRequest:
                 return bytes(value)
         return None
 
-    def claims(self) -> Claims | None:
-        """The bearer token's claims, as `shopkit.auth.optional_claims` (401 when invalid)."""
+    def authorize(self, user_id: int) -> None:
+        """As `shopkit.auth.authorize_user`: the bearer token of that user or an admin (401 when
+        the token is invalid or missing, 403 for another user)."""
         authorization = self.header(b"authorization")
-        return claims_of(
-            None if authorization is None else authorization.decode("latin-1"),
-            self.state.settings,
+        settings = self.state.settings
+        claims = claims_of(
+            None if authorization is None else authorization.decode("latin-1"), settings
         )
+        authorize(settings, claims, user_id)
 
     def json(self, model: type[M]) -> M | None:
         """The body as `model`, or None when FastAPI would not take it as that model's JSON

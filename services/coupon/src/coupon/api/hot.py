@@ -3,7 +3,6 @@ response models and use case as routes.issue_coupon, without FastAPI's per-reque
 
 from coupon.api.schemas import IssuedCouponResponse, IssueRequest
 from coupon.service import issuing
-from shopkit.auth import authorize
 from shopkit.hot import HotRequest, HotRoute, Reply
 
 
@@ -12,7 +11,7 @@ async def issue_coupon(request: HotRequest) -> Reply | None:
     if body is None:
         return None
     state = request.state
-    authorize(state.settings, request.claims(), body.user_id)
+    request.authorize(body.user_id)
     (coupon_id,) = request.ids
     user_coupon = await issuing.issue(
         state.runtime.api_sessions, state.gate, state.writer, coupon_id, body.user_id

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from order.api.schemas import OrderView, PlaceOrderRequest
 from order.service import ordering
-from shopkit.auth import authorize
 from shopkit.hot import HotRequest, HotRoute, Reply
 
 
@@ -17,7 +16,7 @@ async def place_order(request: HotRequest) -> Reply | None:
     if body is None:
         return None
     state = request.state
-    authorize(state.settings, request.claims(), body.user_id)
+    request.authorize(body.user_id)
     placed = await ordering.place_order(
         state.runtime.unit_of_work(),
         body.command(),

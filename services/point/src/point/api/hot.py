@@ -4,7 +4,6 @@ Idempotency-Key goes on to routes.charge."""
 
 from point.api.schemas import BalanceResponse, ChargeRequest
 from point.service import charging
-from shopkit.auth import authorize
 from shopkit.db import autocommit
 from shopkit.hot import HotRequest, HotRoute, Reply
 
@@ -17,7 +16,7 @@ async def charge(request: HotRequest) -> Reply | None:
         return None
     state = request.state
     (user_id,) = request.ids
-    authorize(state.settings, request.claims(), user_id)
+    request.authorize(user_id)
     async with state.runtime.api_sessions() as db:
         await autocommit(db)  # the charge is one statement: its own transaction
         balance = await charging.charge(db, user_id, body.amount)

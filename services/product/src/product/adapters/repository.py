@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from product.adapters.tables import Product, ReservationLine, ReservationOrder
 from product.domain.reservation import ReservationStatus
 from shop_contracts import ReservedLine
-from shopkit.db import Prepared, fetch_row
+from shopkit.db import Prepared
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,20 @@ class ProductRow(NamedTuple):
     stock: int
 
 
-_PRODUCT_ROW: Final = "SELECT id, name, price, stock FROM products WHERE id = $1"
+_products = cast(Table, Product.__table__)
+_PRODUCT_ROW: Final = Prepared(
+    select(_products.c.id, _products.c.name, _products.c.price, _products.c.stock).where(
+        _products.c.id == bindparam("product_id")
+    )
+)
 
 
 async def read_product(engine: AsyncEngine, product_id: int) -> ProductRow | None:
-    """The hot read (shopkit.db.fetch_row): one prepared statement, no session."""
-    row = await fetch_row(engine, _PRODUCT_ROW, product_id)
+    """The hot read (shopkit.db.Prepared.read): one prepared statement, no session."""
+    row = await _PRODUCT_ROW.read(engine, product_id=product_id)
     return None if row is None else ProductRow(*row)
 
 
-_products = cast(Table, Product.__table__)
 _orders = cast(Table, ReservationOrder.__table__)
 
 # The saga's and the reads' statements, built once (compiled once, cached by SQLAlchemy).

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ranking.adapters.tables import DailySales, Snapshot, SnapshotItem
 from ranking.domain.calendar import DayRange
 from ranking.domain.ranking import ProductSales, RankedProduct, Ranking
-from shopkit.db import fetch_value
+from shopkit.db import Prepared
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,13 @@ class DailySalesRow:
     last_sold_at: datetime
 
 
-_LATEST_SNAPSHOT_ID = "SELECT max(id) FROM ranking_snapshots"
+_LATEST_SNAPSHOT_ID = Prepared(select(func.max(Snapshot.id)))
 
 
 async def latest_snapshot_id(engine: AsyncEngine) -> int | None:
-    """The hot read (shopkit.db.fetch_value): one prepared statement, no session."""
-    snapshot_id: int | None = await fetch_value(engine, _LATEST_SNAPSHOT_ID)
-    return snapshot_id
+    """The hot read (shopkit.db.Prepared.read): one prepared statement, no session."""
+    row = await _LATEST_SNAPSHOT_ID.read(engine)
+    return None if row is None else row[0]
 
 
 class RankingRepository:
