@@ -56,7 +56,7 @@ def machine(config: Config) -> dict[str, Any]:
         "wrk": wrk.version(),
         "wrk_settings": f"{config.threads} threads, {config.connections} keep-alive connections, "
         f"{config.duration_s:g} s per figure, timeout {config.timeout_s:g} s",
-        "service_processes": f"{system.PROCESSES_PER_SERVICE} per service",
+        "service_processes": ", ".join(f"{s} {n}" for s, n in system.HTTP_PROCESSES.items()),
         "scenarios": ", ".join(config.only),
     }
 

@@ -20,12 +20,22 @@ from shopkit.testing import asyncpg_dsn, delete_topics, free_port, temp_database
 from tests.e2e.harness import ServiceProcess, start_rest_of_shop, start_system
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCESSES_PER_SERVICE = 1
-"""Scale-out hook: how many API processes each service runs. The harness starts one per
-service; running N means N ServiceProcess per service on N ports behind one address (the
-gateway, or wrk's Lua picking a port), and adding every pid to the CPU groups below."""
+HTTP_PROCESSES = {
+    service: int(os.environ.get(f"{service.upper()}_HTTP_WORKERS", default))
+    for service, default in (
+        ("point", 2),
+        ("product", 2),
+        ("coupon", 2),
+        ("order", 1),
+        ("ranking", 2),
+    )
+}
+"""HTTP processes per service, as `make run` starts them (`<SVC>_HTTP_WORKERS`): one supervisor
+per service starts them on one port, the first also runs the workers (shopkit.server); the CPU
+figures count each service's whole process tree."""
 
 SERVICE_ENV = {
+    **{f"{service.upper()}_HTTP_WORKERS": str(n) for service, n in HTTP_PROCESSES.items()},
     "LOG_LEVEL": "WARNING",
     "ORDER_SAGA_TIMEOUT_S": "120",
     "OTEL_TRACES_EXPORTER": "none",

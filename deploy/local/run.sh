@@ -21,6 +21,14 @@ if [[ "${ZIPKIN_ENABLED:-true}" == true ]]; then
 fi
 
 # name | python module | readiness URL ("-" when the process serves no HTTP)
+# Two HTTP processes for the services whose requests come in rushes (the first also runs the
+# service's consumers and outbox relay, the second only answers HTTP): on two cores they serve
+# 1.5-1.9x the requests of one (benchmarks/PROFILE.md). The order service's capacity is the
+# saga's, which an extra process does not add to.
+for svc in POINT PRODUCT COUPON RANKING; do
+  var="${svc}_HTTP_WORKERS"; export "$var=${!var:-2}"
+done
+
 PROCESSES=(
   "point|point|http://127.0.0.1:${POINT_HTTP_PORT:-8001}/readyz"
   "product|product|http://127.0.0.1:${PRODUCT_HTTP_PORT:-8002}/readyz"

@@ -226,12 +226,13 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 def serve(app_factory: str, settings: ServiceSettings) -> None:
-    """Serves `package.module:create_app` in `http_workers` processes sharing the port: each is
-    a whole process of the service (its API and, with run_workers, its consumers, outbox relay
-    and sweepers; Kafka shares the partitions among them, PostgreSQL the rest)."""
+    """Serves `package.module:create_app` in `http_workers` processes sharing the port (the
+    kernel spreads the connections): one runs the service's workers too (consumers, outbox
+    relay, sweepers), the others answer HTTP only (shopkit.roles)."""
     import uvicorn
 
-    from shopkit.server import QuietServer
+    from shopkit.logging import configure_logging
+    from shopkit.server import QuietServer, serve_processes
 
     options: dict[str, Any] = {
         "host": settings.http_host,
@@ -243,8 +244,9 @@ def serve(app_factory: str, settings: ServiceSettings) -> None:
         "timeout_keep_alive": 30,
         "proxy_headers": True,
     }
-    if settings.http_workers > 1:  # uvicorn's supervisor makes its own servers
-        uvicorn.run(app_factory, workers=settings.http_workers, **options)
+    if settings.http_workers > 1:
+        configure_logging(settings.service_name, settings.log_level, settings.log_json)
+        serve_processes(uvicorn.Config(app_factory, **options), settings.http_workers)
         return
     server = QuietServer(uvicorn.Config(app_factory, **options))
     server.run()

@@ -1,6 +1,7 @@
 """Async SQLAlchemy 2 engine and sessions, the declarative base every service's models use,
 and the tables the shared runtime needs in every service's database."""
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -241,6 +242,14 @@ async def _session_driver(
         raise DBAPIError.instance(
             statement, None, exc, Exception, connection_invalidated=True
         ) from exc
+
+
+async def fill_pool(engine: AsyncEngine, size: int) -> None:
+    """Opens `size` connections of the pool now, together, and gives them back to it: the
+    process pays for its backends at start, not in its first seconds of load."""
+    connections = await asyncio.gather(*(engine.connect().start() for _ in range(size)))
+    for connection in connections:
+        await connection.close()
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -9,7 +9,8 @@ of it run the parts:
 - the outbox relay (always, when the process runs workers);
 - `workers`: other background loops of the service (deadline sweepers, …);
 - `components`: parts that run in *every* process of the service, also an API-only one
-  (run_workers=false) — e.g. the order service's listener for `Prefer: wait`.
+  (run_workers=false, or one of several HTTP processes that is not the one running the
+  workers: shopkit.roles) — e.g. the order service's listener for `Prefer: wait`.
 
 Workers and components are `async def part(runtime, stop)` coroutines: they run until `stop`
 is set. `on_start` hooks are awaited before the process serves anything (warm a pool, check a
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Event, topics
 from shopkit.consumer import EventConsumer, Handler
-from shopkit.db import create_engine, ping, session_factory, ssl_mode
+from shopkit.db import create_engine, fill_pool, ping, session_factory, ssl_mode
 from shopkit.kafka import Producer, ensure_topics, make_producer
 from shopkit.listen import PgListener
 from shopkit.logging import configure_logging, get_logger
@@ -34,6 +35,7 @@ from shopkit.metrics import EVENT_LOOP_LAG
 from shopkit.migrations import upgrade
 from shopkit.outbox import OutboxRelay
 from shopkit.retention import run_retention
+from shopkit.roles import runs_workers
 from shopkit.settings import ServiceSettings
 from shopkit.tracing import configure_tracing
 from shopkit.uow import UnitOfWork
@@ -108,11 +110,16 @@ class Runtime:
     async def start(self) -> None:
         if self.migrations is not None and self.settings.run_migrations:
             await upgrade(self.migrations, self.settings.database_url)
+        workers = runs_workers(self.settings)
+        if self.settings.db_fill_pools:
+            await fill_pool(self.api_engine, self.settings.db_pool_size)
+            if workers:
+                await fill_pool(self.engine, self.settings.db_worker_pool_size)
         for hook in self.on_start:
             await hook(self)
         for component in self.components:
             self._spawn(_name(component), component(self, self._stop))
-        if self.settings.run_workers:
+        if workers:
             await self._start_workers()
         self._spawn("listener", self.listener.run(self._stop))
         self._spawn("loop-watch", self._watch_loop())

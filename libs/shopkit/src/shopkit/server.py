@@ -1,11 +1,25 @@
 """uvicorn's server, quiet while idle: it wakes once a second instead of ten times (the date header
-it refreshes changes once a second) and at once on SIGTERM/SIGINT."""
+it refreshes changes once a second) and at once on SIGTERM/SIGINT; and the supervisor of several
+such servers on one port."""
 
 import asyncio
 import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import threading
+import time
+from multiprocessing.context import SpawnProcess
 from types import FrameType
 
 import uvicorn
+
+from shopkit import roles
+from shopkit.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class QuietServer(uvicorn.Server):
@@ -26,3 +40,100 @@ class QuietServer(uvicorn.Server):
         super().handle_exit(sig, frame)
         if self._loop is not None and self._exit is not None:
             self._loop.call_soon_threadsafe(self._exit.set)
+
+
+def serve_processes(config: uvicorn.Config, processes: int) -> None:
+    """Serves `config`'s app in `processes` processes sharing one listening socket (the kernel
+    hands each connection to one of them). Process 0 runs the service's workers too, the others
+    answer HTTP only (shopkit.roles). A process that dies is started again in its place, with
+    its part, after a pause that grows while they keep dying young. SIGTERM/SIGINT stop them all.
+
+    Ours rather than uvicorn's supervisor, which pings each process twice a second and runs
+    uvicorn's own server loop (ten wakeups a second) in each: here an idle supervisor sleeps
+    until a process ends or a signal comes."""
+    sock = config.bind_socket()
+    context = multiprocessing.get_context("spawn")
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    stopping: list[int] = []
+
+    def on_signal(sig: int, _: FrameType | None) -> None:
+        stopping.append(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    signal.set_wakeup_fd(wake_write)
+
+    def start(index: int) -> SpawnProcess:
+        child = context.Process(
+            target=_serve_child, args=(config, sock, index > 0), name=f"http-{index}"
+        )
+        child.start()
+        return child
+
+    children = {index: start(index) for index in range(processes)}
+    started = dict.fromkeys(children, time.monotonic())
+    failures = dict.fromkeys(children, 0)
+    log.info("http_processes_started", pids=[c.pid for c in children.values()])
+    try:
+        while not stopping:
+            sentinels = {child.sentinel: index for index, child in children.items()}
+            ready = multiprocessing.connection.wait([*sentinels, wake_read])
+            if wake_read in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 64)
+            for sentinel in ready:
+                if stopping or sentinel not in sentinels:
+                    continue
+                index = sentinels[sentinel]
+                dead = children[index]
+                dead.join()
+                young = time.monotonic() - started[index] < _YOUNG_S
+                failures[index] = failures[index] + 1 if young else 0
+                pause = min(_RESTART_PAUSE_S * 2 ** (failures[index] - 1), 30.0) if young else 0
+                log.warning(
+                    "http_process_died",
+                    pid=dead.pid,
+                    exit_code=dead.exitcode,
+                    runs_workers=index == 0,
+                    restart_in_s=pause,
+                )
+                if pause:
+                    multiprocessing.connection.wait([wake_read], timeout=pause)
+                    if stopping:
+                        break
+                children[index] = start(index)
+                started[index] = time.monotonic()
+    finally:
+        signal.set_wakeup_fd(-1)
+        for child in children.values():
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+        for child in children.values():
+            child.join(timeout=config.timeout_graceful_shutdown or 30)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        sock.close()
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+_YOUNG_S = 10.0
+"""A process that dies younger than this is started again after a pause (a crash at start-up
+repeats: the pause doubles, up to 30 s)."""
+_RESTART_PAUSE_S = 0.5
+
+
+def _serve_child(config: uvicorn.Config, sock: socket.socket, api_only: bool) -> None:
+    if api_only:
+        roles.answer_http_only()
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # orphaned (the supervisor was killed): stop as on SIGTERM
+        threading.Thread(target=_stop_with, args=(parent.sentinel,), daemon=True).start()
+    QuietServer(config).run(sockets=[sock])
+
+
+def _stop_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)

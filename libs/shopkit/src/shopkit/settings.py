@@ -33,6 +33,11 @@ class ServiceSettings(BaseSettings):
         description="Connections of the background workers (consumers, outbox relay, "
         "sweepers): a pool of their own, so HTTP load never queues the saga.",
     )
+    db_fill_pools: bool = Field(
+        default=True,
+        description="Open the pools' connections at start (the HTTP pool in every process, the "
+        "workers' pool where they run): load then opens none.",
+    )
     db_max_overflow: int = Field(
         default=0,
         ge=0,
@@ -65,8 +70,9 @@ class ServiceSettings(BaseSettings):
     http_workers: int = Field(
         default=1,
         ge=1,
-        description="Processes serving the port (each one a whole process of the service). "
-        "One Python process uses one core: more help the HTTP paths on a machine with more.",
+        description="Processes serving the port. One of them runs the workers (consumers, "
+        "outbox relay, sweepers: see shopkit.roles), the others only answer HTTP. One Python "
+        "process uses one core: more help the HTTP paths on a machine with more.",
     )
     run_workers: bool = Field(
         default=True, description="Run the outbox relay and consumers inside the API process."

@@ -1,0 +1,166 @@
+"""Several HTTP processes on one port (shopkit.server.serve_processes): exactly one runs the
+workers; when it dies the supervisor starts another in its place, which takes them over (the
+API-only one that survived does not); SIGTERM stops them all. And each process opens its pools
+at start, so load opens no connection."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+
+from shopkit.runtime import Runtime
+from shopkit.settings import ServiceSettings
+from shopkit.testing import asyncpg_dsn, eventually, free_port, unique
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _env(settings: ServiceSettings, port: int, marks: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "ROLES_MARKS": str(marks),
+        "SERVICE_NAME": unique("roles"),
+        "DATABASE_URL": settings.database_url,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "HTTP_PORT": str(port),
+        "HTTP_WORKERS": "2",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def _pids(marks: Path) -> list[int]:
+    return [int(line) for line in marks.read_text().split()] if marks.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    port = free_port()
+    marks = tmp_path / "marks"
+    output = tmp_path / "out.log"
+    env = _env(settings, port, marks)
+    with output.open("wb") as out:
+        supervisor = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
+            [sys.executable, "-m", "apps.roles_app"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def started() -> int:
+            return output.read_text().count("runtime_started")
+
+        async def both_started() -> bool:
+            return started() == 2
+
+        await eventually(both_started, timeout_s=60)
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+        [first] = _pids(marks)
+
+        os.kill(first, signal.SIGKILL)
+
+        async def taken_over() -> bool:
+            return len(_pids(marks)) == 2
+
+        await eventually(taken_over, timeout_s=60)
+        [_, second] = _pids(marks)
+        assert second != first
+        assert _alive(second)
+        assert not _alive(first)
+        assert started() == 3  # the replacement; the API-only survivor kept its part
+        assert "http_process_died" in output.read_text()
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(supervisor.wait, 30)
+    assert code == 0
+    assert output.read_text().count("runtime_stopped") == 2  # each one shut down gracefully
+
+
+async def test_the_processes_stop_when_their_supervisor_is_killed(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    port = free_port()
+    marks = tmp_path / "marks"
+    output = tmp_path / "out.log"
+    with output.open("wb") as out:
+        supervisor = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
+            [sys.executable, "-m", "apps.roles_app"],
+            env=_env(settings, port, marks),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def both_started() -> bool:
+            return output.read_text().count("runtime_started") == 2
+
+        await eventually(both_started, timeout_s=60)
+    finally:
+        supervisor.kill()  # SIGKILL: no chance to stop its processes
+        await asyncio.to_thread(supervisor.wait, 30)
+
+    async def all_ended() -> bool:
+        return output.read_text().count("runtime_stopped") == 2
+
+    await eventually(all_ended, timeout_s=30)  # orphans stop, gracefully
+    with pytest.raises(httpx.ConnectError):  # and nobody serves the port any more
+        async with httpx.AsyncClient() as http:
+            await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def _backends(database_url: str, application_name: str) -> int:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        found = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+        )
+    finally:
+        await connection.close()
+    return int(found)
+
+
+async def test_a_process_opens_its_pools_at_start_and_load_opens_none(
+    settings: ServiceSettings,
+) -> None:
+    name = unique("fill")
+    config = settings.model_copy(
+        update={"service_name": name, "db_pool_size": 5, "db_worker_pool_size": 3}
+    )
+    runtime = Runtime(config, publishes=False)
+    await runtime.start()
+    try:
+        assert await _backends(config.database_url, name) == 5 + 3
+
+        async def query() -> None:
+            async with runtime.api_sessions() as session:
+                await session.execute(text("SELECT pg_sleep(0.05)"))
+
+        await asyncio.gather(*(query() for _ in range(20)))
+        assert await _backends(config.database_url, name) == 5 + 3
+    finally:
+        await runtime.stop()
+    assert await _backends(config.database_url, name) == 0
+
+    api_only = Runtime(config.model_copy(update={"run_workers": False}), publishes=False)
+    await api_only.start()
+    try:
+        assert await _backends(config.database_url, name) == 5  # no workers: no workers' pool
+    finally:
+        await api_only.stop()
