@@ -184,7 +184,8 @@ class Runtime:
         while not self._stop.is_set():
             started = loop.time()
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=_LOOP_TICK_S)
+                async with asyncio.timeout(_LOOP_TICK_S):  # no task per tick, as wait_for makes
+                    await self._stop.wait()
                 return
             except TimeoutError:
                 pass

@@ -33,7 +33,8 @@ class QuietServer(uvicorn.Server):
         while not should_exit:
             counter = (counter + 10) % 864_000  # on_tick refreshes the date at multiples of 10
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):  # no task per tick, as wait_for makes
+                    await self._exit.wait()
             should_exit = await self.on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
