@@ -1,4 +1,4 @@
-"""Statements the driver runs itself. Hot reads (shopkit.db.Prepared.read) run on the pool's own
+"""Statements the driver runs itself. Hot reads (shopkit.db.Prepared.alone) run on the pool's own
 connections, in autocommit, and give them back: the pool never grows, a broken connection is
 dropped instead of handed out again, and what a statement writes is committed when it returns.
 Prepared statements run inside the session's transaction, whatever ran before them."""
@@ -21,7 +21,7 @@ from shopkit.testing import asyncpg_dsn
 
 
 async def fetch_row(engine: AsyncEngine, sql: str, **params: Any) -> asyncpg.Record | None:
-    return await Prepared(text(sql)).read(engine, **params)
+    return await Prepared(text(sql)).alone(engine, **params)
 
 
 async def fetch_value(engine: AsyncEngine, sql: str, **params: Any) -> Any:

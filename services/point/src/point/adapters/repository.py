@@ -6,14 +6,15 @@ from uuid import UUID
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from point.adapters.tables import Balance, LedgerEntry, Payment
 from point.domain.ledger import MAX_BALANCE, EntryType, PaymentStatus
 from shopkit.db import Prepared
 
-_CREDIT = text(
-    """
+_CREDIT = Prepared(
+    text(
+        """
 WITH credited AS (
     INSERT INTO balances AS b (user_id, balance) VALUES (:user_id, :amount)
     ON CONFLICT (user_id) DO UPDATE SET balance = b.balance + :amount, updated_at = now()
@@ -25,8 +26,10 @@ WITH credited AS (
 )
 SELECT balance FROM credited
 """
-).bindparams(bindparam("order_id", value=None))
-"""A credit and its ledger entry; with :cap, refused (no row) past the cap."""
+    ).bindparams(bindparam("order_id", value=None))
+)
+"""A credit and its ledger entry; with :cap, refused (no row) past the cap (run by the
+driver, shopkit.db.Prepared)."""
 
 _DEBIT = Prepared(
     text(
@@ -61,6 +64,19 @@ _CLAIM_PAYMENT = Prepared(
 )
 
 
+def _charge(user_id: int, amount: int) -> dict[str, object]:
+    return {"user_id": user_id, "amount": amount, "cap": MAX_BALANCE, "type": "CHARGE"}
+
+
+async def charge_alone(engine: AsyncEngine, user_id: int, amount: int) -> int | None:
+    """Adds `amount` unless the balance would pass the cap, and writes its ledger entry: the
+    new balance, or None (nothing changed). One statement in its own transaction, run by the
+    driver (shopkit.db.Prepared.alone): the balance's row lock is held for the database's own
+    time only, never a network round trip."""
+    row = await _CREDIT.alone(engine, **_charge(user_id, amount))
+    return None if row is None else int(row["balance"])
+
+
 class PointRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -70,30 +86,23 @@ class PointRepository:
         return value or 0
 
     async def charge(self, user_id: int, amount: int) -> int | None:
-        """Adds `amount` unless the balance would pass the cap, and writes its ledger entry:
-        the new balance, or None (nothing changed). One statement: the balance's row lock is
-        held for the database's own time only, never a network round trip."""
-        balance: int | None = await self.session.scalar(
-            _CREDIT,
-            {"user_id": user_id, "amount": amount, "cap": MAX_BALANCE, "type": "CHARGE"},
-        )
-        return balance
+        """`charge_alone` inside the session's transaction (a charge with an Idempotency-Key)."""
+        row = await _CREDIT.fetchrow(self.session, **_charge(user_id, amount))
+        return None if row is None else int(row["balance"])
 
     async def refund(self, user_id: int, amount: int, order_id: UUID) -> int:
         """Gives `amount` back unconditionally (refunds always go through), with its ledger
         entry, in one statement; the new balance."""
-        balance: int | None = await self.session.scalar(
-            _CREDIT,
-            {
-                "user_id": user_id,
-                "amount": amount,
-                "cap": None,
-                "type": EntryType.REFUND.value,
-                "order_id": order_id,
-            },
+        row = await _CREDIT.fetchrow(
+            self.session,
+            user_id=user_id,
+            amount=amount,
+            cap=None,
+            type=EntryType.REFUND.value,
+            order_id=order_id,
         )
-        assert balance is not None
-        return balance
+        assert row is not None
+        return int(row["balance"])
 
     async def pay(self, user_id: int, amount: int, order_id: UUID) -> int | None:
         """Takes `amount` if the balance covers it, with its ledger entry, in one statement;

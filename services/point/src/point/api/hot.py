@@ -4,7 +4,6 @@ Idempotency-Key goes on to routes.charge."""
 
 from point.api.schemas import BalanceResponse, ChargeRequest
 from point.service import charging
-from shopkit.db import autocommit
 from shopkit.hot import HotRequest, HotRoute, Reply
 
 
@@ -14,12 +13,9 @@ async def charge(request: HotRequest) -> Reply | None:
     body = request.json(ChargeRequest)
     if body is None:
         return None
-    state = request.state
     (user_id,) = request.ids
     request.authorize(user_id)
-    async with state.runtime.api_sessions() as db:
-        await autocommit(db)  # the charge is one statement: its own transaction
-        balance = await charging.charge(db, user_id, body.amount)
+    balance = await charging.charge_now(request.state.runtime.api_engine, user_id, body.amount)
     return Reply.model(200, BalanceResponse(user_id=user_id, balance=balance))
 
 

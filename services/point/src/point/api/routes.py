@@ -9,7 +9,6 @@ from point.service import charging
 from shopkit import idempotency
 from shopkit.api import IdPath, session
 from shopkit.auth import OptionalClaims, authorize_user
-from shopkit.db import autocommit
 
 router = APIRouter(tags=["points"])
 Db = Annotated[AsyncSession, Depends(session)]
@@ -31,9 +30,10 @@ async def charge(
         return 200, BalanceResponse(user_id=user_id, balance=balance).model_dump()
 
     if idempotency_key is None:
-        await autocommit(db)  # the charge is one statement: its own transaction
-        status, payload = await run()
-        return JSONResponse(payload, status_code=status)
+        balance = await charging.charge_now(
+            request.app.state.runtime.api_engine, user_id, body.amount
+        )
+        return JSONResponse(BalanceResponse(user_id=user_id, balance=balance).model_dump())
     async with db.begin():
         outcome = await idempotency.once(
             db, scope=f"charge:{user_id}", key=idempotency_key, body=body.model_dump(), run=run

@@ -45,8 +45,8 @@ _PRODUCT_ROW: Final = Prepared(
 
 
 async def read_product(engine: AsyncEngine, product_id: int) -> ProductRow | None:
-    """The hot read (shopkit.db.Prepared.read): one prepared statement, no session."""
-    row = await _PRODUCT_ROW.read(engine, product_id=product_id)
+    """The hot read (shopkit.db.Prepared.alone): one prepared statement, no session."""
+    row = await _PRODUCT_ROW.alone(engine, product_id=product_id)
     return None if row is None else ProductRow(*row)
 
 

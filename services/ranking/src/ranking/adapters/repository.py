@@ -29,8 +29,8 @@ _LATEST_SNAPSHOT_ID = Prepared(select(func.max(Snapshot.id)))
 
 
 async def latest_snapshot_id(engine: AsyncEngine) -> int | None:
-    """The hot read (shopkit.db.Prepared.read): one prepared statement, no session."""
-    row = await _LATEST_SNAPSHOT_ID.read(engine)
+    """The hot read (shopkit.db.Prepared.alone): one prepared statement, no session."""
+    row = await _LATEST_SNAPSHOT_ID.alone(engine)
     return None if row is None else row[0]
 
 
