@@ -131,3 +131,16 @@ async def test_an_admin_snapshot_without_as_of_is_as_of_now(
     r = await client.post("/rankings/snapshot", headers=admin)
     assert r.status_code == 201
     assert datetime.fromisoformat(r.json()["as_of"]) >= before
+
+
+async def test_a_new_snapshot_replaces_the_answer_rendered_for_the_last(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    for as_of in (datetime(2031, 1, 2, 0, 5, tzinfo=KST), datetime(2031, 1, 3, 0, 5, tzinfo=KST)):
+        r = await client.post(
+            "/rankings/snapshot", json={"as_of": as_of.isoformat()}, headers=admin
+        )
+        assert r.status_code == 201
+        for _ in range(2):  # the second read is the first's rendered answer
+            served = (await client.get("/rankings/top-products")).json()
+            assert datetime.fromisoformat(served["as_of"]) == as_of
