@@ -34,6 +34,12 @@ class RelaySettings(ServiceSettings):
         description="HMAC key of the deliveries' X-Signature: at least 32 bytes outside local mode.",
     )
     consumer_group: str = "order.dataplatform-relay"
+    consumer_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        description="Kept short here: partitions the relay resumes (the platform is back) are "
+        "fetched from the next fetch on, at most this much later.",
+    )
     max_attempts: int = Field(
         default=3,
         ge=1,
