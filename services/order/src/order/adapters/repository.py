@@ -16,7 +16,7 @@ from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
 from shop_contracts import ExclusionReason, FailureReason
 from shopkit.db import Prepared
-from shopkit.uow import UnitOfWork
+from shopkit.uow import DbNow, UnitOfWork
 
 _orders = cast(Table, OrderRow.__table__)
 _lines = cast(Table, OrderLineRow.__table__)
@@ -119,7 +119,7 @@ class OrderRepository:
         # The deadline is set on the database's clock, the one the sweeper reads (never a
         # process's clock: API and worker machines may disagree).
         timeout = order.deadline_at - order.created_at
-        uow.insert(_orders, [_order_row(order) | {"deadline_at": func.now() + timeout}])
+        uow.insert(_orders, [_order_row(order) | {"deadline_at": DbNow(timeout)}])
         uow.insert(
             _lines,
             [
