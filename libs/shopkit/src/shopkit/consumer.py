@@ -19,6 +19,7 @@ for as long as they last, its partition waiting, and is never dead-lettered; aft
 """
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -170,9 +171,7 @@ class EventConsumer:
                 pace = Pace(self.settings.consumer_linger_ms / 1000)
                 while not stop.is_set():
                     await pace.wait()
-                    batches = await consumer.getmany(
-                        timeout_ms=1_000, max_records=self.settings.consumer_batch_size
-                    )
+                    batches = await _unless_stopped(consumer, self.settings, stop)
                     if batches:
                         pace.started()
                         await self.process([m for msgs in batches.values() for m in msgs])
@@ -368,3 +367,32 @@ class EventConsumer:
         await dead_letter(
             self.producer, self.settings, message, consumer=self.group_id, error=error
         )
+
+
+_IDLE_POLL_MS = 10_000
+"""How long a poll waits while there is nothing to read (a message ends it at once, and so does
+the stop): idle, the loop wakes this rarely; a one-second poll was a wakeup a second each."""
+
+
+async def _unless_stopped(
+    consumer: AIOKafkaConsumer, settings: ServiceSettings, stop: asyncio.Event
+) -> dict[TopicPartition, list[Record]]:
+    """A poll's batches, or none when `stop` is set first (the poll is cancelled: what it
+    fetched stays in the consumer's buffer and is never committed)."""
+    if stop.is_set():
+        return {}
+    polling = asyncio.ensure_future(
+        consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=settings.consumer_batch_size)
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if polling.done():
+        batches: dict[TopicPartition, list[Record]] = polling.result()
+        return batches
+    polling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await polling
+    return {}

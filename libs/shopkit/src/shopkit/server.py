@@ -110,8 +110,8 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
         for child in children.values():
             if child.is_alive() and child.pid is not None:
                 os.kill(child.pid, signal.SIGTERM)
-        for child in children.values():
-            child.join(timeout=config.timeout_graceful_shutdown or 30)
+        for child in children.values():  # each drains its requests, then stops its workers
+            child.join(timeout=(config.timeout_graceful_shutdown or 0) + 30)
             if child.is_alive():
                 child.kill()
                 child.join()
