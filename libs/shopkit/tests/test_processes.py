@@ -36,6 +36,19 @@ def _env(settings: ServiceSettings, port: int, marks: Path) -> dict[str, str]:
     }
 
 
+def _start_supervisor(
+    settings: ServiceSettings, port: int, marks: Path, output: Path
+) -> subprocess.Popen[bytes]:
+    """The test app served by two processes on `port` (its output to `output`)."""
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "apps.roles_app"],
+            env=_env(settings, port, marks),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def _pids(marks: Path) -> list[int]:
     return [int(line) for line in marks.read_text().split()] if marks.exists() else []
 
@@ -54,11 +67,7 @@ async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
     port = free_port()
     marks = tmp_path / "marks"
     output = tmp_path / "out.log"
-    env = _env(settings, port, marks)
-    with output.open("wb") as out:
-        supervisor = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
-            [sys.executable, "-m", "apps.roles_app"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    supervisor = _start_supervisor(settings, port, marks, output)
     try:
 
         def started() -> int:
@@ -99,13 +108,7 @@ async def test_the_processes_stop_when_their_supervisor_is_killed(
     port = free_port()
     marks = tmp_path / "marks"
     output = tmp_path / "out.log"
-    with output.open("wb") as out:
-        supervisor = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
-            [sys.executable, "-m", "apps.roles_app"],
-            env=_env(settings, port, marks),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    supervisor = _start_supervisor(settings, port, marks, output)
     try:
 
         async def both_started() -> bool:
