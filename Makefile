@@ -49,7 +49,7 @@ contracts-check: deps ## fail when the committed contracts differ or a change is
 	$(UV) run python -m shop_contracts.export --check
 
 token: deps ## mint a demo JWT (12 h): make token ROLE=user SUB=42, make token ROLE=admin
-	@$(UV) run python -W ignore -c "from shopkit.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),user)', ttl_s=12 * 3600))"
+	@$(UV) run python -W ignore -c "from shopkit.http.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),user)', ttl_s=12 * 3600))"
 
 bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report with charts (BENCH_* vars)
 	@command -v wrk >/dev/null || $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk
@@ -59,7 +59,7 @@ ranking-snapshot: deps ## run the daily ranking job now (optionally AS_OF=2026-0
 	$(UV) run python -m ranking.snapshot $(if $(AS_OF),--as-of $(AS_OF))
 
 deadletters: deps ## dead letters: list, or ARGS="show ID", ARGS="replay ID…|--all [--consumer C]"
-	@$(UV) run python -m shopkit.deadletters $(or $(ARGS),list)
+	@$(UV) run python -m shopkit.ops.deadletters $(or $(ARGS),list)
 
 reconcile-gates: deps ## take back coupon-gate admissions no issued copy backs (ARGS="--coupon 3")
 	$(UV) run python -m coupon.reconcile $(ARGS)

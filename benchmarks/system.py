@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import redis.asyncio as redis
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import asyncpg_dsn, delete_topics, free_port, temp_database, unique
 from tests.e2e.harness import ServiceProcess, start_rest_of_shop, start_system
 
@@ -31,7 +31,7 @@ HTTP_PROCESSES = {
     )
 }
 """HTTP processes per service, as `make run` starts them (`<SVC>_HTTP_WORKERS`): one supervisor
-per service starts them on one port, the first also runs the workers (shopkit.server); the CPU
+per service starts them on one port, the first also runs the workers (shopkit.http.server); the CPU
 figures count each service's whole process tree."""
 
 SERVICE_ENV = {

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
-from shopkit.db import Base, create_engine
-from shopkit.migrations import upgrade
+from shopkit.database.engine import Base, create_engine
+from shopkit.database.migrations import upgrade
 from shopkit.settings import ServiceSettings
 from shopkit.testing import temp_database
 

@@ -6,7 +6,7 @@ import warnings
 
 import httpx
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 
 GATEWAY = os.environ.get("GATEWAY_URL", "http://localhost:8000")
 POINT = f"http://127.0.0.1:{os.environ.get('POINT_HTTP_PORT', '8001')}"

@@ -30,7 +30,7 @@ import asyncpg
 import httpx
 import redis.asyncio as redis
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, asyncpg_dsn, delete_topics, unique
 from tests.e2e.harness import System, start_rest_of_shop, start_system
 

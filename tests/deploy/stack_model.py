@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from shopkit import tracing
+from shopkit.ops import tracing
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "deploy" / "local" / "run.sh"

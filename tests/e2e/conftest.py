@@ -5,7 +5,7 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, unique
 
 from .client import Shop

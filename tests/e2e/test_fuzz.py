@@ -15,7 +15,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 
 from .harness import System
 from .test_gateway import SERVICES as ROUTED

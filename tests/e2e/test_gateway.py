@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, bearer, free_port
 
 from .gateway import Gateway, GatewayShop

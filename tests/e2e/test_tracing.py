@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser
 
 from .conftest import TRACING, ZIPKIN

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit.db import Base, create_engine, session_factory
+from shopkit.database.engine import Base, create_engine, session_factory
 from shopkit.settings import ServiceSettings
 from shopkit.testing import delete_topics, temp_database, unique
 

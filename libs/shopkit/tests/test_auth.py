@@ -11,8 +11,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from shopkit.auth import Claims, decode, mint
 from shopkit.errors import Unauthenticated
+from shopkit.http.auth import Claims, decode, mint
 from shopkit.settings import LOCAL_JWT_SECRET, ServiceSettings
 
 SECRET = "a-test-secret-that-is-long-enough-32b"

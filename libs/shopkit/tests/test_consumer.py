@@ -13,12 +13,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
-from shopkit.db import autocommit, create_engine, session_factory
-from shopkit.kafka import ensure_topics, make_producer
+from shopkit.database.engine import autocommit, create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.kafka import ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
 from shopkit.testing import running_consumer as shared_running_consumer
-from shopkit.uow import UnitOfWork
 
 effects = Table(  # created by conftest.py: where a handler's effect becomes visible
     "effects",

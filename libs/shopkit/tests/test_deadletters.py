@@ -11,11 +11,11 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
-from shopkit.deadletters import read_all, run
-from shopkit.kafka import EVENT_TYPE_HEADER
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.kafka import EVENT_TYPE_HEADER
+from shopkit.ops.deadletters import read_all, run
 from shopkit.settings import ServiceSettings
 from shopkit.testing import eventually, running_consumer
-from shopkit.uow import UnitOfWork
 
 effects = Table(
     "effects",

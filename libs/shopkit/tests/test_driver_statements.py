@@ -1,4 +1,4 @@
-"""Statements the driver runs itself. Hot reads (shopkit.db.Prepared.alone) run on the pool's own
+"""Statements the driver runs itself. Hot reads (shopkit.database.engine.Prepared.alone) run on the pool's own
 connections, in autocommit, and give them back: the pool never grows, a broken connection is
 dropped instead of handed out again, and what a statement writes is committed when it returns.
 Prepared statements run inside the session's transaction, whatever ran before them."""
@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shopkit.db import Prepared, create_engine
-from shopkit.faults import is_transient
+from shopkit.database.engine import Prepared, create_engine
+from shopkit.ops.faults import is_transient
 from shopkit.settings import ServiceSettings
 from shopkit.testing import asyncpg_dsn
 

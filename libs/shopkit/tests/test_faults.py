@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shopkit.db import create_engine
-from shopkit.faults import is_transient, sqlstate_of
+from shopkit.database.engine import create_engine
+from shopkit.ops.faults import is_transient, sqlstate_of
 from shopkit.settings import ServiceSettings
 from shopkit.testing import ADMIN_DSN, unique
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from shopkit.api import create_app
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app
+from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 from shopkit.testing import eventually, running_server
 

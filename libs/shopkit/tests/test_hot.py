@@ -12,11 +12,11 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel, ConfigDict
 
 from shop_contracts import ErrorCode
-from shopkit.api import IdPath, StrictId, create_app
-from shopkit.auth import OptionalClaims, authorize_user, mint
 from shopkit.errors import Conflict
-from shopkit.hot import HotRequest, HotRoute, Reply
-from shopkit.runtime import Runtime
+from shopkit.http.app import IdPath, StrictId, create_app
+from shopkit.http.auth import OptionalClaims, authorize_user, mint
+from shopkit.http.fast import HotRequest, HotRoute, Reply
+from shopkit.ops.runtime import Runtime
 from shopkit.settings import LOCAL_JWT_SECRET, ServiceSettings
 from shopkit.testing import running_server
 

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from shopkit.listen import PgListener, asyncpg_dsn
+from shopkit.database.listen import PgListener, asyncpg_dsn
 from shopkit.testing import asyncpg_dsn as plain_dsn
 from shopkit.testing import eventually
 

@@ -12,12 +12,12 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
-from shopkit.db import OutboxRow
-from shopkit.kafka import ensure_topics, make_producer
-from shopkit.outbox import OutboxRelay
+from shopkit.database.engine import OutboxRow
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.kafka import ensure_topics, make_producer
+from shopkit.messaging.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, topic_reader
-from shopkit.uow import UnitOfWork
 
 
 def payment(order_id: uuid.UUID, amount: int = 1) -> PaymentCompleted:

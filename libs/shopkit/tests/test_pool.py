@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
-from shopkit.pool import FairAsyncQueue
+from shopkit.database.pool import FairAsyncQueue
 
 
 async def handed_over_to_the_waiter(queue: AsyncAdaptedQueue[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Several HTTP processes on one port (shopkit.server.serve_processes): exactly one runs the
+"""Several HTTP processes on one port (shopkit.http.server.serve_processes): exactly one runs the
 workers; when it dies the supervisor starts another in its place, which takes them over (the
 API-only one that survived does not); SIGTERM stops them all. And each process opens its pools
 at start, so load opens no connection."""
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from shopkit.runtime import Runtime
+from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 from shopkit.testing import asyncpg_dsn, eventually, free_port, unique
 

@@ -1,5 +1,5 @@
 """The producer outlives a broker that lost its idempotence state: aiokafka's sender stops for
-good on OutOfOrderSequenceNumber, so shopkit.kafka.Producer replaces it. (A fake aiokafka
+good on OutOfOrderSequenceNumber, so shopkit.messaging.kafka.Producer replaces it. (A fake aiokafka
 producer stands in: a real broker loses that state only in a crash, which `make chaos` does.)"""
 
 import asyncio
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 
-from shopkit.faults import is_transient
-from shopkit.kafka import PRODUCER_RENEWED, Message, Producer
+from shopkit.messaging.kafka import PRODUCER_RENEWED, Message, Producer
+from shopkit.ops.faults import is_transient
 
 
 class FakeAioProducer:

@@ -6,7 +6,7 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit.retention import prune
+from shopkit.database.retention import prune
 from shopkit.settings import ServiceSettings
 
 

@@ -16,13 +16,13 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, PaymentFailed, topics
-from shopkit import tracing
-from shopkit.db import OutboxRow
-from shopkit.deadletters import read_all, replay
-from shopkit.outbox import OutboxRelay
+from shopkit.database.engine import OutboxRow
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.outbox import OutboxRelay
+from shopkit.ops import tracing
+from shopkit.ops.deadletters import read_all, replay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, running_consumer, topic_reader
-from shopkit.uow import UnitOfWork
 
 DROP = sampling.Decision.DROP
 SAMPLED = sampling.Decision.RECORD_AND_SAMPLE

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table
 
-from shopkit.uow import DbNow, _all_in_one, _outbox, _parameters
+from shopkit.database.uow import DbNow, _all_in_one, _outbox, _parameters
 
 orders = Table(
     "orders",

@@ -14,8 +14,8 @@ import pytest
 from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.main import build_runtime, create_app
-from shopkit.auth import mint
-from shopkit.runtime import Runtime
+from shopkit.http.auth import mint
+from shopkit.ops.runtime import Runtime
 from shopkit.testing import ActAsUser, asyncpg_dsn, running_server, temp_database, unique
 
 CouponFactory = Callable[..., Awaitable[dict[str, Any]]]

@@ -10,7 +10,7 @@ from product.config import Settings
 from product.main import create_app
 from product.service.handlers import CONSUMERS
 from shop_contracts import topics
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import (
     KAFKA,
     asyncpg_dsn,

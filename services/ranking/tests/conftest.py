@@ -20,8 +20,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from ranking.config import Settings
 from ranking.main import create_app
 from shop_contracts import Envelope, OrderPaid, PaidLine, topics
-from shopkit.auth import mint
-from shopkit.kafka import ensure_topics
+from shopkit.http.auth import mint
+from shopkit.messaging.kafka import ensure_topics
 from shopkit.testing import (
     asyncpg_dsn,
     eventually,

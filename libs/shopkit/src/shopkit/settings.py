@@ -71,7 +71,7 @@ class ServiceSettings(BaseSettings):
         default=1,
         ge=1,
         description="Processes serving the port. One of them runs the workers (consumers, "
-        "outbox relay, sweepers: see shopkit.roles), the others only answer HTTP. One Python "
+        "outbox relay, sweepers: see shopkit.ops.roles), the others only answer HTTP. One Python "
         "process uses one core: more help the HTTP paths on a machine with more.",
     )
     run_workers: bool = Field(
@@ -111,7 +111,7 @@ class ServiceSettings(BaseSettings):
         default=3,
         ge=0,
         description="Retries of an event whose handler fails by itself (then it is "
-        "dead-lettered). A transient failure (shopkit.faults) is retried while it lasts.",
+        "dead-lettered). A transient failure (shopkit.ops.faults) is retried while it lasts.",
     )
     consumer_retry_backoff_s: float = 0.2
     consumer_transient_backoff_max_s: float = Field(

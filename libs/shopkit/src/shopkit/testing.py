@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
 from shop_contracts import topics as all_topics
-from shopkit.auth import mint
-from shopkit.consumer import EventConsumer, Handler
-from shopkit.kafka import Producer, ensure_topics, make_producer
+from shopkit.http.auth import mint
+from shopkit.messaging.consumer import EventConsumer, Handler
+from shopkit.messaging.kafka import Producer, ensure_topics, make_producer
 from shopkit.settings import ServiceSettings
 
 ADMIN_DSN = os.environ.get("TEST_ADMIN_DSN", "postgresql://shop:shop@localhost:5432/postgres")

@@ -1,4 +1,4 @@
-"""A service of the tests' own, served by `shopkit.api.serve` in a process of its own: its one
+"""A service of the tests' own, served by `shopkit.http.app.serve` in a process of its own: its one
 worker writes the pid of the process that runs it to the file named by ROLES_MARKS."""
 
 import asyncio
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shopkit.api import create_app as create_service_app
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app as create_service_app
+from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 
 
@@ -24,6 +24,6 @@ def create_app() -> FastAPI:
 
 
 if __name__ == "__main__":
-    from shopkit.api import serve
+    from shopkit.http.app import serve
 
     serve("apps.roles_app:create_app", ServiceSettings())

@@ -11,10 +11,10 @@ from coupon.config import Settings
 from coupon.service.batching import IssuanceBatcher
 from coupon.service.handlers import CONSUMERS
 from coupon.service.reconciling import gate_reconciler
-from shopkit.api import create_app as create_service_app
-from shopkit.api import serve
-from shopkit.logging import get_logger
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app as create_service_app
+from shopkit.http.app import serve
+from shopkit.ops.logging import get_logger
+from shopkit.ops.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ import sys
 from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.service.reconciling import open_coupons, reconcile
-from shopkit.db import create_engine, session_factory
+from shopkit.database.engine import create_engine, session_factory
 
 
 async def run(argv: list[str], settings: Settings) -> dict[int, list[int]]:

@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 
 PROBLEM = "application/problem+json"
 VALID: dict[str, Any] = {

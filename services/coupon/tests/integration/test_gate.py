@@ -12,7 +12,7 @@ import pytest
 from coupon.adapters.gate import Admission, Install, IssuanceGate
 from coupon.config import Settings
 from coupon.service.issuing import rebuild_gate
-from shopkit.runtime import Runtime
+from shopkit.ops.runtime import Runtime
 
 
 @pytest.fixture

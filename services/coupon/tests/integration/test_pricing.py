@@ -24,9 +24,9 @@ from shop_contracts import (
     StockReserved,
     topics,
 )
-from shopkit.runtime import Runtime
+from shopkit.database.uow import UnitOfWork
+from shopkit.ops.runtime import Runtime
 from shopkit.testing import collect, eventually, publish, publish_envelope, topic_reader
-from shopkit.uow import UnitOfWork
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from coupon.adapters.gate import Admission, IssuanceGate
 from coupon.config import Settings
 from coupon.reconcile import run as reconcile_cli
 from coupon.service.reconciling import reconcile
-from shopkit.runtime import Runtime
+from shopkit.ops.runtime import Runtime
 
 
 async def _issue(client: httpx.AsyncClient, coupon_id: int, user_id: int) -> httpx.Response:

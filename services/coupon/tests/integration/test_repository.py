@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from coupon.adapters.repository import CouponRepository, Refusal
 from coupon.adapters.tables import UserCoupon
 from coupon.config import Settings
-from shopkit.db import autocommit, create_engine, session_factory
+from shopkit.database.engine import autocommit, create_engine, session_factory
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ async def test_a_copy_is_counted_and_given_in_one_statement(
 async def test_autocommit_does_not_outlive_its_session(
     one_connection: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A one-statement use case's autocommit (shopkit.db.autocommit) must not leak into the
+    """A one-statement use case's autocommit (shopkit.database.engine.autocommit) must not leak into the
     next user of the pooled connection (a saga step, say), which relies on its transaction
     rolling back as a whole."""
     async with one_connection() as session:

@@ -10,9 +10,9 @@ from order.api.routes import router
 from order.config import Settings
 from order.service.deadlines import deadline_sweeper
 from order.service.handlers import CONSUMERS
-from shopkit.api import create_app as create_service_app
-from shopkit.api import serve
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app as create_service_app
+from shopkit.http.app import serve
+from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -9,7 +9,7 @@ import asyncpg
 
 from order.adapters.completions import OrderCompletions
 from order.config import Settings
-from shopkit.listen import PgListener
+from shopkit.database.listen import PgListener
 from shopkit.testing import eventually
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ import httpx
 from order.config import Settings
 from order.service.saga import on_order_priced, on_payment_completed, on_stock_reserved
 from shop_contracts import Envelope, OrderPriced, PaymentCompleted, ReservedLine, StockReserved
-from shopkit.db import create_engine, session_factory
-from shopkit.uow import UnitOfWork
+from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 
 
 async def test_racing_steps_see_each_others_committed_facts(

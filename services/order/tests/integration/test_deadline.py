@@ -10,9 +10,9 @@ import pytest
 
 from order.config import Settings
 from order.service.deadlines import expire_overdue
-from shopkit.db import create_engine, session_factory
+from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 from shopkit.testing import eventually
-from shopkit.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from ..conftest import ApiOnly, Saga

@@ -6,7 +6,7 @@ import asyncpg
 from alembic import command
 
 from order.main import MIGRATIONS
-from shopkit.migrations import alembic_config, upgrade
+from shopkit.database.migrations import alembic_config, upgrade
 from shopkit.testing import asyncpg_dsn, temp_database
 
 TABLES = {"orders", "order_lines", "outbox", "processed_events", "idempotency_keys"}

@@ -8,9 +8,9 @@ from point.api.hot import HOT_ROUTES
 from point.api.routes import router
 from point.config import Settings
 from point.service.handlers import CONSUMERS
-from shopkit.api import create_app as create_service_app
-from shopkit.api import serve
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app as create_service_app
+from shopkit.http.app import serve
+from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -5,7 +5,7 @@ anyone (support, refunds by hand)."""
 import httpx
 
 from point.config import Settings
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import bearer
 
 PROBLEM = "application/problem+json"

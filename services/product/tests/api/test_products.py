@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from product.config import Settings
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 
 PROBLEM = "application/problem+json"
 MAX_ID = 2**63 - 1

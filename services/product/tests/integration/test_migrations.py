@@ -4,7 +4,7 @@ import asyncpg
 from alembic import command
 
 from product.main import MIGRATIONS
-from shopkit.migrations import alembic_config, upgrade
+from shopkit.database.migrations import alembic_config, upgrade
 from shopkit.testing import asyncpg_dsn, temp_database
 
 TABLES = (

@@ -22,7 +22,8 @@ from shop_contracts import (
     OrderLine,
     topics,
 )
-from shopkit.db import create_engine, session_factory
+from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 from shopkit.testing import (
     asyncpg_dsn,
     collect,
@@ -30,7 +31,6 @@ from shopkit.testing import (
     publish_envelope,
     topic_reader,
 )
-from shopkit.uow import UnitOfWork
 
 NewProduct = Callable[..., Awaitable[dict[str, Any]]]
 Drain = Callable[[], Awaitable[None]]

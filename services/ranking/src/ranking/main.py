@@ -9,9 +9,9 @@ from ranking.api.hot import HOT_ROUTES
 from ranking.api.routes import router
 from ranking.config import Settings
 from ranking.service.snapshots import LatestRanking
-from shopkit.api import create_app as create_service_app
-from shopkit.api import serve
-from shopkit.runtime import Runtime
+from shopkit.http.app import create_app as create_service_app
+from shopkit.http.app import serve
+from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

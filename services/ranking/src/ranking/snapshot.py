@@ -11,8 +11,8 @@ from ranking.api.schemas import TopProductsResponse
 from ranking.config import Settings
 from ranking.main import MIGRATIONS
 from ranking.service.snapshots import take_snapshot
-from shopkit.db import create_engine, session_factory
-from shopkit.migrations import upgrade
+from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.migrations import upgrade
 
 
 def _aware(value: str) -> datetime:

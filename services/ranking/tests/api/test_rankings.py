@@ -13,7 +13,7 @@ import httpx
 from ranking.config import Settings
 from ranking.main import create_app
 from shop_contracts import Envelope, OrderPaid
-from shopkit.auth import mint
+from shopkit.http.auth import mint
 from shopkit.testing import eventually, running_server, temp_database, unique
 
 KST = timezone(timedelta(hours=9))

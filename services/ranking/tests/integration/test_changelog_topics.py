@@ -7,7 +7,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ranking.config import Settings
 from ranking.stream.app import SalesStream
-from shopkit.kafka import ensure_topics
+from shopkit.messaging.kafka import ensure_topics
 from shopkit.testing import delete_topics, unique
 
 

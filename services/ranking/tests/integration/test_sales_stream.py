@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from ranking.config import Settings
 from shop_contracts import Envelope, OrderPaid, topics
-from shopkit.kafka import EVENT_TYPE_HEADER
+from shopkit.messaging.kafka import EVENT_TYPE_HEADER
 from shopkit.testing import asyncpg_dsn, collect, eventually, publish_envelope, topic_reader
 
 KST = timezone(timedelta(hours=9))

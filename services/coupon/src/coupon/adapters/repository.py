@@ -28,7 +28,7 @@ from coupon.domain.coupons import (
     Price,
     PricingStatus,
 )
-from shopkit.db import Prepared
+from shopkit.database.engine import Prepared
 
 
 class Refusal(StrEnum):

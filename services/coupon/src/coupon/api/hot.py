@@ -1,9 +1,9 @@
-"""The issue request of a rush, served as a hot route (shopkit.hot): the same request and
+"""The issue request of a rush, served as a hot route (shopkit.http.fast): the same request and
 response models and use case as routes.issue_coupon, without FastAPI's per-request machinery."""
 
 from coupon.api.schemas import IssuedCouponResponse, IssueRequest
 from coupon.service import issuing
-from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.http.fast import HotRequest, HotRoute, Reply
 
 
 async def issue_coupon(request: HotRequest) -> Reply | None:

@@ -16,8 +16,8 @@ from coupon.api.schemas import (
 )
 from coupon.service import catalogue, issuing
 from shop_contracts import Problem
-from shopkit.api import IdPath, session
-from shopkit.auth import AdminClaims, OptionalClaims, authorize_user
+from shopkit.http.app import IdPath, session
+from shopkit.http.auth import AdminClaims, OptionalClaims, authorize_user
 
 router = APIRouter(tags=["coupons"])
 Db = Annotated[AsyncSession, Depends(session)]

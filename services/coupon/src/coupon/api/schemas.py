@@ -20,7 +20,7 @@ from coupon.domain.coupons import (
     HeldCoupon,
     discount_value_problem,
 )
-from shopkit.api import MAX_ID, StrictId
+from shopkit.http.app import MAX_ID, StrictId
 
 Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
 Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]

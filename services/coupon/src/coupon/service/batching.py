@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coupon.adapters.repository import CouponRepository, Refusal
 from coupon.adapters.tables import UserCoupon
-from shopkit.listen import first_of
-from shopkit.logging import get_logger
-from shopkit.runtime import Runtime
+from shopkit.database.listen import first_of
+from shopkit.ops.logging import get_logger
+from shopkit.ops.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ from coupon.adapters.repository import CouponRepository
 from coupon.adapters.tables import Coupon
 from coupon.domain.coupons import CouponTerms, HeldCoupon
 from coupon.domain.errors import CouponNotFound
-from shopkit.logging import get_logger
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -6,7 +6,7 @@ row whichever comes first."""
 
 from coupon.service.pricing import price_order, restore_coupon
 from shop_contracts import OrderFailed, StockReserved, topics
-from shopkit.runtime import ConsumerSpec
+from shopkit.ops.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(

@@ -34,7 +34,7 @@ from coupon.domain.errors import (
     IssuanceUnavailable,
 )
 from coupon.service.batching import IssuanceBatcher
-from shopkit.logging import get_logger
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

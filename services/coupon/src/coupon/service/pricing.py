@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from coupon.adapters.repository import CouponRepository
 from coupon.domain.coupons import Price, PricingStatus, price, subtotal_of
 from shop_contracts import CouponRejected, Envelope, OrderFailed, OrderPriced, StockReserved
-from shopkit.logging import get_logger
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

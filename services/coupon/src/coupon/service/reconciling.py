@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from coupon.adapters.gate import IssuanceGate
 from coupon.adapters.repository import CouponRepository
 from coupon.config import Settings
-from shopkit.logging import get_logger
-from shopkit.runtime import Runtime, Worker
+from shopkit.ops.logging import get_logger
+from shopkit.ops.runtime import Runtime, Worker
 
 log = get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 An order that reaches PAID or FAILED makes PostgreSQL NOTIFY `order_done` with its id when the
 transaction commits (a trigger on the orders table, migration 0003). The process's shared
-listener (shopkit.listen.PgListener) hands each notification to `on_notify`, which wakes the
+listener (shopkit.database.listen.PgListener) hands each notification to `on_notify`, which wakes the
 requests waiting on that order (`Prefer: wait=N`).
 
 A waiter must `watch()` the order *before* it reads the order from the database: an order that
@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Final
 from uuid import UUID
 
-from shopkit.listen import PgListener
-from shopkit.logging import get_logger
+from shopkit.database.listen import PgListener
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

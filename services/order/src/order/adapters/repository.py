@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order.adapters.tables import OrderLineRow, OrderRow
 from order.domain.order import Line, LineStatus, Order, OrderStatus, Pricing
 from shop_contracts import ExclusionReason, FailureReason
-from shopkit.db import Prepared
-from shopkit.uow import DbNow, UnitOfWork
+from shopkit.database.engine import Prepared
+from shopkit.database.uow import DbNow, UnitOfWork
 
 _orders = cast(Table, OrderRow.__table__)
 _lines = cast(Table, OrderLineRow.__table__)

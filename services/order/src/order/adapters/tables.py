@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shopkit.db import Base
+from shopkit.database.engine import Base
 
 
 class OrderRow(Base):

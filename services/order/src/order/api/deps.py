@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order.adapters.completions import OrderCompletions
 from order.api.prefer import requested_wait
 from order.config import Settings
-from shopkit.runtime import Runtime
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
+from shopkit.ops.runtime import Runtime
 
 
 async def session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -1,4 +1,4 @@
-"""Placing an order, served as a hot route (shopkit.hot): the same request and response models
+"""Placing an order, served as a hot route (shopkit.http.fast): the same request and response models
 and use case as routes.place_order, without FastAPI's per-request machinery. An order with a
 `Prefer` or `Idempotency-Key` header goes on to routes.place_order."""
 
@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from order.api.schemas import OrderView, PlaceOrderRequest
 from order.service import ordering
-from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.http.fast import HotRequest, HotRoute, Reply
 
 
 async def place_order(request: HotRequest) -> Reply | None:

@@ -9,8 +9,8 @@ from order.api.deps import AppSettings, Completions, Db, Uow, WaitPreference
 from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
 from order.domain.order import Order
 from order.service import ordering
-from shopkit.api import IdPath
-from shopkit.auth import OptionalClaims, authorize_user
+from shopkit.http.app import IdPath
+from shopkit.http.auth import OptionalClaims, authorize_user
 
 router = APIRouter(tags=["orders"])
 

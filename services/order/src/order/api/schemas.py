@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from order.domain.order import MAX_LINES, MAX_QUANTITY, Order
 from order.service.ordering import PlaceOrder
 from shop_contracts import ExclusionReason, FailureReason
-from shopkit.api import StrictId
+from shopkit.http.app import StrictId
 
 
 class OrderItem(BaseModel):

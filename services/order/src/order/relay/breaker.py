@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from order.relay.metrics import CIRCUIT_OPEN
-from shopkit.logging import get_logger
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

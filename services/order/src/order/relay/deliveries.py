@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shopkit.db import NAMING_CONVENTION, Prepared, autocommit
+from shopkit.database.engine import NAMING_CONVENTION, Prepared, autocommit
 
 _SCHEMA_LOCK = 7_202_611_260
 
@@ -74,7 +74,7 @@ _RECORD = _upsert.on_conflict_do_update(
     where=relay_deliveries.c.status != Outcome.DELIVERED.value,
 )
 _RECORD_ALL = Prepared(_RECORD)
-"""Run by the driver (shopkit.db.Prepared), as _DELIVERED_AMONG: once per partition batch."""
+"""Run by the driver (shopkit.database.engine.Prepared), as _DELIVERED_AMONG: once per partition batch."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from order.relay.deliveries import Deliveries, ensure_schema
 from order.relay.platform import DataPlatformClient
 from order.relay.worker import DataPlatformRelay
 from shop_contracts import topics
-from shopkit.api import create_app as create_service_app
-from shopkit.api import serve
-from shopkit.kafka import ensure_topics, make_producer
-from shopkit.runtime import Runtime, Worker
+from shopkit.http.app import create_app as create_service_app
+from shopkit.http.app import serve
+from shopkit.messaging.kafka import ensure_topics, make_producer
+from shopkit.ops.runtime import Runtime, Worker
 
 
 def data_platform_relay(settings: RelaySettings) -> Worker:

@@ -8,7 +8,7 @@ from uuid import UUID
 import aiohttp
 
 from order.relay.signing import signature
-from shopkit import tracing
+from shopkit.ops import tracing
 
 RETRIED_STATUSES = frozenset({401, 403, 408, 425, 429})
 """4xx answers that are not about the order: a timeout, too many requests, or the platform

@@ -42,10 +42,16 @@ from order.relay.metrics import (
 )
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from shop_contracts import Envelope, OrderPaid, topics
-from shopkit import tracing
-from shopkit.deadletter import dead_letter
-from shopkit.kafka import Producer, event_type_of, make_consumer, start_consumer, stop_consumer
-from shopkit.logging import bound, get_logger
+from shopkit.messaging.deadletter import dead_letter
+from shopkit.messaging.kafka import (
+    Producer,
+    event_type_of,
+    make_consumer,
+    start_consumer,
+    stop_consumer,
+)
+from shopkit.ops import tracing
+from shopkit.ops.logging import bound, get_logger
 
 log = get_logger(__name__)
 

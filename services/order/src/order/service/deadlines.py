@@ -12,9 +12,9 @@ from order.adapters.repository import OrderRepository
 from order.config import Settings
 from order.domain.order import Effect
 from order.service import metrics
-from shopkit.logging import bound, get_logger
-from shopkit.runtime import Runtime, Worker
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
+from shopkit.ops.logging import bound, get_logger
+from shopkit.ops.runtime import Runtime, Worker
 
 log = get_logger(__name__)
 

@@ -17,7 +17,7 @@ from shop_contracts import (
     StockReserved,
     topics,
 )
-from shopkit.runtime import ConsumerSpec
+from shopkit.ops.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(

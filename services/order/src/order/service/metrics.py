@@ -4,7 +4,7 @@
 from prometheus_client import Counter, Histogram
 
 from order.domain.order import Order
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
 
 ORDERS_CREATED = Counter("orders_created_total", "Orders placed (idempotent replays not counted)")
 SAGA_OUTCOMES = Counter(

@@ -14,9 +14,9 @@ from order.adapters.completions import OrderCompletions
 from order.adapters.repository import OrderRepository, reading
 from order.domain.order import Order, OrderNotFound
 from order.service import metrics
-from shopkit import idempotency
-from shopkit.logging import bound, get_logger
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
+from shopkit.http import idempotency
+from shopkit.ops.logging import bound, get_logger
 
 log = get_logger(__name__)
 

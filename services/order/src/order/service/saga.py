@@ -24,8 +24,8 @@ from shop_contracts import (
     StockRejected,
     StockReserved,
 )
-from shopkit.logging import get_logger
-from shopkit.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWork
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from point.adapters.tables import Balance, LedgerEntry, Payment
 from point.domain.ledger import MAX_BALANCE, EntryType, PaymentStatus
-from shopkit.db import Prepared
+from shopkit.database.engine import Prepared
 
 _CREDIT = Prepared(
     text(
@@ -29,7 +29,7 @@ SELECT balance FROM credited
     ).bindparams(bindparam("order_id", value=None))
 )
 """A credit and its ledger entry; with :cap, refused (no row) past the cap (run by the
-driver, shopkit.db.Prepared)."""
+driver, shopkit.database.engine.Prepared)."""
 
 _DEBIT = Prepared(
     text(
@@ -47,7 +47,7 @@ SELECT balance FROM debited
     )
 )
 """A payment and its ledger entry; no row when the balance does not cover it (a saga step's
-statement: run by the driver, shopkit.db.Prepared)."""
+statement: run by the driver, shopkit.database.engine.Prepared)."""
 
 
 _payments = cast(Table, Payment.__table__)
@@ -71,7 +71,7 @@ def _charge(user_id: int, amount: int) -> dict[str, object]:
 async def charge_alone(engine: AsyncEngine, user_id: int, amount: int) -> int | None:
     """Adds `amount` unless the balance would pass the cap, and writes its ledger entry: the
     new balance, or None (nothing changed). One statement in its own transaction, run by the
-    driver (shopkit.db.Prepared.alone): the balance's row lock is held for the database's own
+    driver (shopkit.database.engine.Prepared.alone): the balance's row lock is held for the database's own
     time only, never a network round trip."""
     row = await _CREDIT.alone(engine, **_charge(user_id, amount))
     return None if row is None else int(row["balance"])

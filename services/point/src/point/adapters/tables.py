@@ -4,7 +4,7 @@ from uuid import UUID
 from sqlalchemy import BigInteger, CheckConstraint, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shopkit.db import Base
+from shopkit.database.engine import Base
 
 
 class Balance(Base):

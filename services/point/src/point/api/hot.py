@@ -1,10 +1,10 @@
-"""A charge, served as a hot route (shopkit.hot): the same request and response models and use
+"""A charge, served as a hot route (shopkit.http.fast): the same request and response models and use
 case as routes.charge, without FastAPI's per-request machinery. A charge with an
 Idempotency-Key goes on to routes.charge."""
 
 from point.api.schemas import BalanceResponse, ChargeRequest
 from point.service import charging
-from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.http.fast import HotRequest, HotRoute, Reply
 
 
 async def charge(request: HotRequest) -> Reply | None:

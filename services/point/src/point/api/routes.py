@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.api.schemas import BalanceResponse, ChargeRequest, HistoryItem, HistoryResponse
 from point.service import charging
-from shopkit import idempotency
-from shopkit.api import IdPath, session
-from shopkit.auth import OptionalClaims, authorize_user
+from shopkit.http import idempotency
+from shopkit.http.app import IdPath, session
+from shopkit.http.auth import OptionalClaims, authorize_user
 
 router = APIRouter(tags=["points"])
 Db = Annotated[AsyncSession, Depends(session)]

@@ -6,7 +6,7 @@ payment row whichever comes first."""
 
 from point.service.payments import pay_order, refund_order
 from shop_contracts import OrderFailed, OrderPriced, topics
-from shopkit.runtime import ConsumerSpec
+from shopkit.ops.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from product.adapters.tables import Product, ReservationLine, ReservationOrder
 from product.domain.reservation import ReservationStatus
 from shop_contracts import ReservedLine
-from shopkit.db import Prepared
+from shopkit.database.engine import Prepared
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ _PRODUCT_ROW: Final = Prepared(
 
 
 async def read_product(engine: AsyncEngine, product_id: int) -> ProductRow | None:
-    """The hot read (shopkit.db.Prepared.alone): one prepared statement, no session."""
+    """The hot read (shopkit.database.engine.Prepared.alone): one prepared statement, no session."""
     row = await _PRODUCT_ROW.alone(engine, product_id=product_id)
     return None if row is None else ProductRow(*row)
 
@@ -74,7 +74,7 @@ _RECORD_LINES: Final = Prepared(
         {c: bindparam(c) for c in _LINE_COLUMNS}
     )
 )
-"""The saga step's statements run by the driver (shopkit.db.Prepared)."""
+"""The saga step's statements run by the driver (shopkit.database.engine.Prepared)."""
 
 
 class ProductRepository:

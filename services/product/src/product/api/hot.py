@@ -1,9 +1,9 @@
-"""A product read, served as a hot route (shopkit.hot): the same response model and use case as
+"""A product read, served as a hot route (shopkit.http.fast): the same response model and use case as
 routes.get_product, without FastAPI's per-request machinery."""
 
 from product.api.schemas import ProductResponse
 from product.service import catalogue
-from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.http.fast import HotRequest, HotRoute, Reply
 
 
 async def get_product(request: HotRequest) -> Reply | None:

@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from product.adapters.tables import Product
 from product.api.schemas import NewProduct, ProductList, ProductResponse, StockUpdate
 from product.service import catalogue
-from shopkit.api import IdPath, session
-from shopkit.auth import AdminClaims
+from shopkit.http.app import IdPath, session
+from shopkit.http.auth import AdminClaims
 
 router = APIRouter(tags=["products"])
 Db = Annotated[AsyncSession, Depends(session)]

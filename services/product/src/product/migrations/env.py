@@ -1,3 +1,3 @@
-from shopkit.migrations import run_env
+from shopkit.database.migrations import run_env
 
 run_env()

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from product.adapters.repository import ProductRepository, ProductRow, read_product
 from product.adapters.tables import Product
 from product.domain.catalogue import ProductNotFound
-from shopkit.db import autocommit
+from shopkit.database.engine import autocommit
 
 
 async def list_products(session: AsyncSession) -> Sequence[Product]:

@@ -5,7 +5,7 @@ Reserving and releasing share one consumer group on the order topic, so an order
 
 from product.service.reservations import release_stock, reserve_stock
 from shop_contracts import OrderCreated, OrderFailed, topics
-from shopkit.runtime import ConsumerSpec
+from shopkit.ops.runtime import ConsumerSpec
 
 CONSUMERS = [
     ConsumerSpec(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ranking.adapters.tables import DailySales, Snapshot, SnapshotItem
 from ranking.domain.calendar import DayRange
 from ranking.domain.ranking import ProductSales, RankedProduct, Ranking
-from shopkit.db import Prepared
+from shopkit.database.engine import Prepared
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ _LATEST_SNAPSHOT_ID = Prepared(select(func.max(Snapshot.id)))
 
 
 async def latest_snapshot_id(engine: AsyncEngine) -> int | None:
-    """The hot read (shopkit.db.Prepared.alone): one prepared statement, no session."""
+    """The hot read (shopkit.database.engine.Prepared.alone): one prepared statement, no session."""
     row = await _LATEST_SNAPSHOT_ID.alone(engine)
     return None if row is None else row[0]
 

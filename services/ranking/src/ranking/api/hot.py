@@ -1,11 +1,11 @@
-"""The top-5 read, served as a hot route (shopkit.hot): the same response model and use case as
+"""The top-5 read, served as a hot route (shopkit.http.fast): the same response model and use case as
 routes.top_products, without FastAPI's per-request machinery. A snapshot never changes, so its
 answer is rendered once: the next reads of the same snapshot send the same bytes."""
 
 from ranking.api.schemas import TopProductsResponse
 from ranking.domain.ranking import Ranking
 from ranking.service.snapshots import LatestRanking
-from shopkit.hot import HotRequest, HotRoute, Reply
+from shopkit.http.fast import HotRequest, HotRoute, Reply
 
 _rendered: tuple[Ranking | None, int, Reply] | None = None
 """The last answer, with the snapshot (the very object LatestRanking keeps) and window it shows."""

@@ -7,8 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ranking.api.schemas import SnapshotRequest, TopProductsResponse
 from ranking.config import Settings
 from ranking.service import snapshots
-from shopkit.api import session
-from shopkit.auth import AdminClaims
+from shopkit.http.app import session
+from shopkit.http.auth import AdminClaims
 
 router = APIRouter(tags=["rankings"])
 Db = Annotated[AsyncSession, Depends(session)]

@@ -38,11 +38,11 @@ from ranking.service.snapshots import take_snapshot
 from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
-from shopkit import tracing
-from shopkit.db import create_engine, session_factory
-from shopkit.deadletter import dead_letter_headers, original_headers
-from shopkit.kafka import event_type_of
-from shopkit.logging import get_logger
+from shopkit.database.engine import create_engine, session_factory
+from shopkit.messaging.deadletter import dead_letter_headers, original_headers
+from shopkit.messaging.kafka import event_type_of
+from shopkit.ops import tracing
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -12,10 +12,10 @@ from ranking.config import Settings
 from ranking.main import MIGRATIONS
 from ranking.stream.app import SalesStream
 from shop_contracts import topics
-from shopkit.kafka import ensure_topics
-from shopkit.logging import configure_logging
-from shopkit.migrations import upgrade
-from shopkit.tracing import configure_tracing
+from shopkit.database.migrations import upgrade
+from shopkit.messaging.kafka import ensure_topics
+from shopkit.ops.logging import configure_logging
+from shopkit.ops.tracing import configure_tracing
 
 
 async def prepare(settings: Settings, stream: SalesStream) -> None:

@@ -5,7 +5,7 @@ Revision ID: 0001
 
 from alembic import op
 
-from shopkit.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
+from shopkit.database.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
 
 revision = "0001"
 down_revision = None

@@ -3,7 +3,7 @@
 Revision ID: 0002
 """
 
-from shopkit.migrations import add_outbox_wakeup_v2, drop_outbox_wakeup_v2
+from shopkit.database.migrations import add_outbox_wakeup_v2, drop_outbox_wakeup_v2
 
 revision = "0002"
 down_revision = "0001"

@@ -3,7 +3,7 @@
 Revision ID: 0005
 """
 
-from shopkit.migrations import add_trace_context_v4, drop_trace_context_v4
+from shopkit.database.migrations import add_trace_context_v4, drop_trace_context_v4
 
 revision = "0005"
 down_revision = "0004"

@@ -3,7 +3,7 @@
 Revision ID: 0003
 """
 
-from shopkit.migrations import add_retention_index_v3, drop_retention_index_v3
+from shopkit.database.migrations import add_retention_index_v3, drop_retention_index_v3
 
 revision = "0003"
 down_revision = "0002"

@@ -21,15 +21,15 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit.db import OutboxRow, Prepared
-from shopkit.kafka import EVENT_TYPE_HEADER, Message, Producer
-from shopkit.listen import PgListener, first_of
-from shopkit.logging import get_logger
-from shopkit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
-from shopkit.migrations import OUTBOX_CHANNEL
-from shopkit.pace import Pace
+from shopkit.database.engine import OutboxRow, Prepared
+from shopkit.database.listen import PgListener, first_of
+from shopkit.database.migrations import OUTBOX_CHANNEL
+from shopkit.messaging.kafka import EVENT_TYPE_HEADER, Message, Producer
+from shopkit.messaging.pace import Pace
+from shopkit.ops.logging import get_logger
+from shopkit.ops.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+from shopkit.ops.tracing import kafka_headers
 from shopkit.settings import ServiceSettings
-from shopkit.tracing import kafka_headers
 
 log = get_logger(__name__)
 
@@ -54,7 +54,7 @@ _unsent = Prepared(
     .limit(bindparam("batch"))
 )
 """The next unsent rows, in id order, if this transaction gets the relay's lock (else none).
-Run by the driver (shopkit.db.Prepared), as the mark below: a relay round per linger each."""
+Run by the driver (shopkit.database.engine.Prepared), as the mark below: a relay round per linger each."""
 _mark_sent = Prepared(
     update(cast(Table, OutboxRow.__table__))
     .where(OutboxRow.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
@@ -109,7 +109,7 @@ class OutboxRelay:
         await _mark_sent.fetch(session, ids=ids)
 
     async def observe(self) -> None:
-        """Backlog metrics (published rows are pruned by shopkit.retention)."""
+        """Backlog metrics (published rows are pruned by shopkit.database.retention)."""
         async with self.sessions() as session:
             backlog, oldest = (
                 await session.execute(

@@ -20,13 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
-from shopkit import tracing
 from shopkit.errors import DomainError, Unauthenticated
-from shopkit.faults import is_transient
-from shopkit.hot import HotRoute, HotRoutes
-from shopkit.logging import get_logger
-from shopkit.metrics import HTTP_LATENCY
-from shopkit.runtime import Runtime
+from shopkit.http.fast import HotRoute, HotRoutes
+from shopkit.ops import tracing
+from shopkit.ops.faults import is_transient
+from shopkit.ops.logging import get_logger
+from shopkit.ops.metrics import HTTP_LATENCY
+from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -228,11 +228,11 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
 def serve(app_factory: str, settings: ServiceSettings) -> None:
     """Serves `package.module:create_app` in `http_workers` processes sharing the port (the
     kernel spreads the connections): one runs the service's workers too (consumers, outbox
-    relay, sweepers), the others answer HTTP only (shopkit.roles)."""
+    relay, sweepers), the others answer HTTP only (shopkit.ops.roles)."""
     import uvicorn
 
-    from shopkit.logging import configure_logging
-    from shopkit.server import QuietServer, serve_processes
+    from shopkit.http.server import QuietServer, serve_processes
+    from shopkit.ops.logging import configure_logging
 
     options: dict[str, Any] = {
         "host": settings.http_host,

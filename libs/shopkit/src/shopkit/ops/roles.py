@@ -1,6 +1,6 @@
 """Which of a service's HTTP processes runs its workers.
 
-With `http_workers` > 1, `shopkit.server.serve_processes` starts that many processes on one
+With `http_workers` > 1, `shopkit.http.server.serve_processes` starts that many processes on one
 port: the first runs the consumers, the outbox relay and the sweepers, and the others only answer
 HTTP. The extra processes give the HTTP paths the machine's other cores without adding fetch
 loops, relays and backends that the saga would pay for. A process that dies is started again

@@ -10,7 +10,7 @@ of it run the parts:
 - `workers`: other background loops of the service (deadline sweepers, …);
 - `components`: parts that run in *every* process of the service, also an API-only one
   (run_workers=false, or one of several HTTP processes that is not the one running the
-  workers: shopkit.roles) — e.g. the order service's listener for `Prefer: wait`.
+  workers: shopkit.ops.roles) — e.g. the order service's listener for `Prefer: wait`.
 
 Workers and components are `async def part(runtime, stop)` coroutines: they run until `stop`
 is set. `on_start` hooks are awaited before the process serves anything (warm a pool, check a
@@ -26,19 +26,19 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Event, topics
-from shopkit.consumer import EventConsumer, Handler
-from shopkit.db import create_engine, fill_pool, ping, session_factory, ssl_mode
-from shopkit.kafka import Producer, ensure_topics, make_producer
-from shopkit.listen import PgListener
-from shopkit.logging import configure_logging, get_logger
-from shopkit.metrics import EVENT_LOOP_LAG
-from shopkit.migrations import upgrade
-from shopkit.outbox import OutboxRelay
-from shopkit.retention import run_retention
-from shopkit.roles import runs_workers
+from shopkit.database.engine import create_engine, fill_pool, ping, session_factory, ssl_mode
+from shopkit.database.listen import PgListener
+from shopkit.database.migrations import upgrade
+from shopkit.database.retention import run_retention
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.consumer import EventConsumer, Handler
+from shopkit.messaging.kafka import Producer, ensure_topics, make_producer
+from shopkit.messaging.outbox import OutboxRelay
+from shopkit.ops.logging import configure_logging, get_logger
+from shopkit.ops.metrics import EVENT_LOOP_LAG
+from shopkit.ops.roles import runs_workers
+from shopkit.ops.tracing import configure_tracing
 from shopkit.settings import ServiceSettings
-from shopkit.tracing import configure_tracing
-from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 

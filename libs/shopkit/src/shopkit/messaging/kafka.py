@@ -16,7 +16,7 @@ from aiokafka.errors import (
 )
 from prometheus_client import Counter
 
-from shopkit.logging import get_logger
+from shopkit.ops.logging import get_logger
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)

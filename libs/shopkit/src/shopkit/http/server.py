@@ -16,8 +16,8 @@ from types import FrameType
 
 import uvicorn
 
-from shopkit import roles
-from shopkit.logging import get_logger
+from shopkit.ops import roles
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 
@@ -46,7 +46,7 @@ class QuietServer(uvicorn.Server):
 def serve_processes(config: uvicorn.Config, processes: int) -> None:
     """Serves `config`'s app in `processes` processes sharing one listening socket (the kernel
     hands each connection to one of them). Process 0 runs the service's workers too, the others
-    answer HTTP only (shopkit.roles). A process that dies is started again in its place, with
+    answer HTTP only (shopkit.ops.roles). A process that dies is started again in its place, with
     its part, after a pause that grows while they keep dying young. SIGTERM/SIGINT stop them all.
 
     Ours rather than uvicorn's supervisor, which pings each process twice a second and runs

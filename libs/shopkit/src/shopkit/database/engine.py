@@ -25,8 +25,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
-from shopkit import tracing
-from shopkit.pool import FairAsyncPool
+from shopkit.database.pool import FairAsyncPool
+from shopkit.ops import tracing
 from shopkit.settings import ServiceSettings
 
 NAMING_CONVENTION = {
@@ -238,7 +238,7 @@ async def _session_driver(
         if not driver.is_closed():
             raise
         # The server went away: the pool must not hand this connection out again, and the
-        # failure reads as SQLAlchemy's own lost connection (transient: shopkit.faults).
+        # failure reads as SQLAlchemy's own lost connection (transient: shopkit.ops.faults).
         await connection.invalidate(exc)
         raise DBAPIError.instance(
             statement, None, exc, Exception, connection_invalidated=True

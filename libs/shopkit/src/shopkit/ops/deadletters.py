@@ -1,4 +1,4 @@
-"""The dead-letter topic for operators: `python -m shopkit.deadletters` (`make deadletters`).
+"""The dead-letter topic for operators: `python -m shopkit.ops.deadletters` (`make deadletters`).
 
     list   [--consumer C] [--topic T] [--error TEXT] [--order ID]   one line per dead letter
     show   ID                                                        its headers and message
@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shop_contracts import topics
-from shopkit.deadletter import PREFIX, original_headers
-from shopkit.kafka import make_producer
+from shopkit.messaging.deadletter import PREFIX, original_headers
+from shopkit.messaging.kafka import make_producer
 from shopkit.settings import ServiceSettings
 
 
@@ -179,7 +179,7 @@ def _show(letter: DeadLetter) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shopkit.deadletters", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m shopkit.ops.deadletters", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     filters = argparse.ArgumentParser(add_help=False)
     filters.add_argument("--consumer", help="only this consumer's (dlq.consumer)")

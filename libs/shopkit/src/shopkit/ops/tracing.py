@@ -269,7 +269,7 @@ def instrument_engine(engine: AsyncEngine) -> None:
 
 @contextmanager
 def statement_span(statement: str) -> Iterator[None]:
-    """A client span around a statement the driver runs itself (shopkit.db.Prepared), as the
+    """A client span around a statement the driver runs itself (shopkit.database.engine.Prepared), as the
     engine's statements get: only inside a recorded span."""
     if not _enabled or not trace.get_current_span().is_recording():
         yield

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit.db import autocommit
-from shopkit.logging import get_logger
+from shopkit.database.engine import autocommit
+from shopkit.ops.logging import get_logger
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)

@@ -35,7 +35,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
 
 def _trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     """The current trace's id on every line logged inside one (when tracing is on)."""
-    from shopkit import tracing
+    from shopkit.ops import tracing
 
     if tracing.enabled() and (trace_id := tracing.current_trace_id()) is not None:
         event.setdefault("trace_id", trace_id)

@@ -1,13 +1,13 @@
 """The dead-letter topic, written one way by every consumer (the saga consumers, the
 data-platform relay, the ranking worker): the message as it came (key, value and its own
 headers), and `dlq.*` headers saying who gave up on it, why, and where it came from, so that it
-can be found and replayed (`python -m shopkit.deadletters`, `make deadletters`)."""
+can be found and replayed (`python -m shopkit.ops.deadletters`, `make deadletters`)."""
 
 from typing import Any
 
 from shop_contracts import topics
-from shopkit.kafka import Producer
-from shopkit.logging import get_logger
+from shopkit.messaging.kafka import Producer
+from shopkit.ops.logging import get_logger
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)

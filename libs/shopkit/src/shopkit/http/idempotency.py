@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shop_contracts import ErrorCode
-from shopkit.db import IdempotencyKey
+from shopkit.database.engine import IdempotencyKey
 from shopkit.errors import Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255

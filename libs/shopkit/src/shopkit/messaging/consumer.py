@@ -12,7 +12,7 @@ When a batch fails, the handler that raised is known: the events before it are r
 batch, the failing event is retried alone (`consumer_max_retries` times, with backoff) and then
 sent to the dead-letter topic with the error in its headers, and the rest go on as a batch —
 a poison event is isolated and never holds good ones back. Failures of the infrastructure
-(`shopkit.faults.is_transient`: a statement timeout, a deadlock, too many connections, the
+(`shopkit.ops.faults.is_transient`: a statement timeout, a deadlock, too many connections, the
 database or the network down) are not the event's fault: the event is retried with capped backoff
 for as long as they last, its partition waiting, and is never dead-lettered; after
 `consumer_transient_patience_s` the consumer restarts from its committed offsets and goes on.
@@ -36,22 +36,28 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event, UnknownEventType
-from shopkit import tracing
-from shopkit.db import Prepared
-from shopkit.deadletter import dead_letter
-from shopkit.faults import is_transient
-from shopkit.kafka import Producer, event_type_of, make_consumer, start_consumer, stop_consumer
-from shopkit.logging import bound, get_logger
-from shopkit.metrics import (
+from shopkit.database.engine import Prepared
+from shopkit.database.uow import UnitOfWork
+from shopkit.messaging.deadletter import dead_letter
+from shopkit.messaging.kafka import (
+    Producer,
+    event_type_of,
+    make_consumer,
+    start_consumer,
+    stop_consumer,
+)
+from shopkit.messaging.pace import Pace
+from shopkit.ops import tracing
+from shopkit.ops.faults import is_transient
+from shopkit.ops.logging import bound, get_logger
+from shopkit.ops.metrics import (
     CONSUMER_BATCH,
     CONSUMER_LAG,
     CONSUMER_WAITING,
     DEAD_LETTERED,
     EVENTS_CONSUMED,
 )
-from shopkit.pace import Pace
 from shopkit.settings import ServiceSettings
-from shopkit.uow import UnitOfWork
 
 log = get_logger(__name__)
 

@@ -15,7 +15,7 @@ Rows a use case only inserts can be handed over with `insert()` instead of execu
 when the unit of work then has read and written nothing else, its inserts and its events go to
 the database as ONE statement in its own transaction (one round trip instead of BEGIN, an
 INSERT per table and COMMIT), e.g. placing an order. That statement is compiled once per shape
-(tables, rows, columns) and run by the driver (shopkit.db.Prepared): building and compiling it
+(tables, rows, columns) and run by the driver (shopkit.database.engine.Prepared): building and compiling it
 through SQLAlchemy for every order placed was a fifth of the order service's CPU.
 """
 
@@ -29,8 +29,8 @@ from sqlalchemy import ColumnElement, Insert, Interval, Table, bindparam, func, 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
-from shopkit import tracing
-from shopkit.db import OutboxRow, Prepared
+from shopkit.database.engine import OutboxRow, Prepared
+from shopkit.ops import tracing
 
 _outbox = cast(Table, OutboxRow.__table__)
 _STAGE = Prepared(
@@ -43,7 +43,7 @@ _STAGE = Prepared(
     )
     .inline()  # no RETURNING of the new ids: nobody reads them
 )
-"""A transaction's staged events, as one executemany run by the driver (shopkit.db.Prepared)."""
+"""A transaction's staged events, as one executemany run by the driver (shopkit.database.engine.Prepared)."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ _TRANSIENT_FOREIGN = {
     ("redis.exceptions", "ClusterDownError"),
     ("httpx", "TransportError"),
     ("aiokafka.errors", "KafkaTimeoutError"),  # not marked retriable, but it is
-    # The broker lost the producer's idempotence state (restarted): shopkit.kafka.Producer has
+    # The broker lost the producer's idempotence state (restarted): shopkit.messaging.kafka.Producer has
     # replaced the producer by the time this is seen, so sending again works.
     ("aiokafka.errors", "OutOfOrderSequenceNumber"),
     ("aiokafka.errors", "UnknownProducerId"),

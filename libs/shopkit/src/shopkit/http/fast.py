@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopkit.auth import authorize, claims_of
+from shopkit.http.auth import authorize, claims_of
 
 MAX_ID: Final = 2**63 - 1
 _PARAM: Final = re.compile(r"\{(\w+)\}")
@@ -48,7 +48,7 @@ class HotRequest:
         return None
 
     def authorize(self, user_id: int) -> None:
-        """As `shopkit.auth.authorize_user`: the bearer token of that user or an admin (401 when
+        """As `shopkit.http.auth.authorize_user`: the bearer token of that user or an admin (401 when
         the token is invalid or missing, 403 for another user)."""
         authorization = self.header(b"authorization")
         settings = self.state.settings

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from shopkit.logging import get_logger
+from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -140,7 +140,7 @@ def run_env() -> None:
     asyncio.run(main())
 
 
-# Revision 3, frozen like the others: retention (shopkit.retention) deletes processed-event rows
+# Revision 3, frozen like the others: retention (shopkit.database.retention) deletes processed-event rows
 # by age, which needs an index on it (the outbox and idempotency keys have theirs).
 RETENTION_INDEX_V3 = [
     """
@@ -159,7 +159,7 @@ def drop_retention_index_v3() -> None:
 
 
 # Revision 4, frozen like the others: the trace context of the transaction that staged an event,
-# sent with it as Kafka headers (shopkit.tracing). A nullable column: no rewrite of the table.
+# sent with it as Kafka headers (shopkit.ops.tracing). A nullable column: no rewrite of the table.
 TRACE_CONTEXT_V4 = [
     """
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context JSONB

@@ -1,0 +1,1 @@
+"""Kafka: the producer, the consumer engine, the outbox relay, dead letters."""

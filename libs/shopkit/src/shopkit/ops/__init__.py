@@ -1,0 +1,1 @@
+"""Operations: the process runtime, settings of roles, logs, metrics, traces, fault classification, the dead-letter tool."""
