@@ -5,7 +5,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from coupon.adapters.gate import IssuanceGate
-from coupon.api.hot import HOT_ROUTES
 from coupon.api.routes import router
 from coupon.config import Settings
 from coupon.service.batching import IssuanceBatcher
@@ -54,9 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = build_runtime(settings, gate)
     writer = IssuanceBatcher(runtime.api_sessions)
     runtime.components.append(writer.run)
-    app = create_service_app(
-        runtime, title="Coupon service", routers=[router], hot_routes=HOT_ROUTES
-    )
+    app = create_service_app(runtime, title="Coupon service", routers=[router])
     app.state.gate = gate
     app.state.writer = writer
     return app

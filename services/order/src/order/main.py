@@ -5,7 +5,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from order.adapters.completions import OrderCompletions
-from order.api.hot import HOT_ROUTES
 from order.api.routes import router
 from order.config import Settings
 from order.service.deadlines import deadline_sweeper
@@ -33,9 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # runtime's listener runs in each and wakes the requests waiting on an order that ended.
     completions = OrderCompletions()
     completions.listen_on(runtime.listener)
-    app = create_service_app(
-        runtime, title="Order service", routers=[router], hot_routes=HOT_ROUTES
-    )
+    app = create_service_app(runtime, title="Order service", routers=[router])
     app.state.completions = completions
     return app
 

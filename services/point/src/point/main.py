@@ -4,7 +4,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from point.api.hot import HOT_ROUTES
 from point.api.routes import router
 from point.config import Settings
 from point.service.handlers import CONSUMERS
@@ -20,9 +19,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
-        build_runtime(settings), title="Point service", routers=[router], hot_routes=HOT_ROUTES
-    )
+    return create_service_app(build_runtime(settings), title="Point service", routers=[router])
 
 
 def main() -> None:

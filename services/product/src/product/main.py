@@ -4,7 +4,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from product.api.hot import HOT_ROUTES
 from product.api.routes import router
 from product.config import Settings
 from product.service.handlers import CONSUMERS
@@ -20,9 +19,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
-        build_runtime(settings), title="Product service", routers=[router], hot_routes=HOT_ROUTES
-    )
+    return create_service_app(build_runtime(settings), title="Product service", routers=[router])
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ranking.api.hot import HOT_ROUTES
 from ranking.api.routes import router
 from ranking.config import Settings
 from ranking.service.snapshots import LatestRanking
@@ -22,9 +21,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = build_runtime(settings)
-    app = create_service_app(
-        runtime, title="Ranking service", routers=[router], hot_routes=HOT_ROUTES
-    )
+    app = create_service_app(runtime, title="Ranking service", routers=[router])
     app.state.latest_ranking = LatestRanking(runtime.api_engine, runtime.api_sessions)
     return app
 

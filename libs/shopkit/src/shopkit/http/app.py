@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit.errors import DomainError, Unauthenticated
-from shopkit.http.fast import HotRoute, HotRoutes
+from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
 from shopkit.ops import tracing
 from shopkit.ops.faults import is_transient
 from shopkit.ops.logging import get_logger
@@ -113,7 +113,10 @@ async def _unexpected_error(_: Request, exc: Exception) -> Response:
 
 class RequestContextMiddleware:
     """X-Request-ID in and out (bound to every log line of the request), the request's span and
-    X-Trace-Id (when tracing is on) and latency metrics."""
+    X-Trace-Id (when tracing is on), latency metrics, and the answer to an error no handler of
+    the app took (500, or 503 when transient): here, so that it carries the request id and its
+    metric counts the status sent, whichever path (fast or FastAPI's) raised it. Starlette would
+    render it outside every middleware."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -122,9 +125,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
-        status = 500
+        request_id = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")
+        request_id = request_id or uuid.uuid4().hex
+        status = 0
         started = time.perf_counter()
 
         with tracing.server_span(scope) as span:
@@ -134,22 +140,27 @@ class RequestContextMiddleware:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                    headers = message.setdefault("headers", [])
-                    headers.append((b"x-request-id", request_id.encode()))
+                    headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
                     if trace_id is not None:  # a user's report leads to the trace
                         headers.append((b"x-trace-id", trace_id.encode()))
+                    message = {**message, "headers": headers}
                 await send(message)
 
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                if status:  # the answer has begun: nothing else can be sent
+                    raise
+                response = await _unexpected_error(Request(scope, receive), exc)
+                await response(scope, receive, send_with_id)
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", "unmatched")
-                tracing.finish_server_span(span, scope["method"], template, status)
+                tracing.finish_server_span(span, scope["method"], template, status or 500)
                 if template not in ("/metrics", "/healthz", "/readyz"):
-                    HTTP_LATENCY.labels(scope["method"], template, str(status)).observe(
+                    HTTP_LATENCY.labels(scope["method"], template, str(status or 500)).observe(
                         time.perf_counter() - started
                     )
 
@@ -159,9 +170,9 @@ def create_app(
     *,
     title: str,
     routers: Sequence[APIRouter],
-    hot_routes: Sequence[HotRoute] = (),
 ) -> FastAPI:
-    """The service's app; `hot_routes` answer their plain requests before FastAPI's router."""
+    """The service's app. Routes marked `@fast` (shopkit.http.fast) get a fast path derived
+    from them here, in front of FastAPI's router (`app.state.fast_paths`)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -181,8 +192,9 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.settings = runtime.settings
-    app.add_middleware(HotRoutes, routes=hot_routes)
-    app.add_middleware(RequestContextMiddleware)  # around the hot routes and FastAPI's
+    fast_paths = app.state.fast_paths = FastPaths()
+    app.add_middleware(FastPathMiddleware, paths=fast_paths)
+    app.add_middleware(RequestContextMiddleware)  # around the fast paths and FastAPI's
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -215,6 +227,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    fast_paths.routes = derive([route for router in routers for route in router.routes])
     return app
 
 

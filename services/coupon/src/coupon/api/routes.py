@@ -18,6 +18,7 @@ from coupon.service import catalogue, issuing
 from shop_contracts import Problem
 from shopkit.http.app import IdPath, session
 from shopkit.http.auth import AdminClaims, OptionalClaims, authorize_user
+from shopkit.http.fast import fast
 
 router = APIRouter(tags=["coupons"])
 Db = Annotated[AsyncSession, Depends(session)]
@@ -68,6 +69,7 @@ async def get_coupon(coupon_id: IdPath, db: Db) -> CouponResponse:
     response_model=IssuedCouponResponse,
     responses=_problems(401, 403, 404, 409, 422, 503),
 )
+@fast
 async def issue_coupon(
     request: Request, coupon_id: IdPath, body: IssueRequest, claims: Token
 ) -> IssuedCouponResponse:

@@ -1,16 +1,16 @@
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from order.api.deps import AppSettings, Completions, Db, Uow, WaitPreference
 from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
-from order.domain.order import Order
 from order.service import ordering
 from shopkit.http.app import IdPath
 from shopkit.http.auth import OptionalClaims, authorize_user
+from shopkit.http.fast import fast
+from shopkit.ops.runtime import Runtime
 
 router = APIRouter(tags=["orders"])
 
@@ -24,11 +24,12 @@ _PENDING = "The order is PENDING: the saga goes on; GET /orders/{order_id} tells
     response_model=OrderView,
     responses={201: {"model": OrderView, "description": _FINAL}, 202: {"description": _PENDING}},
 )
+@fast
 async def place_order(
     request: Request,
+    response: Response,
     body: PlaceOrderRequest,
     uow: Uow,
-    db: Db,
     claims: OptionalClaims,
     config: AppSettings,
     completions: Completions,
@@ -41,7 +42,7 @@ async def place_order(
             "in its current state, and header `Idempotent-Replayed: true`; never a second order.",
         ),
     ] = None,
-) -> JSONResponse:
+) -> OrderView:
     """Places an order; the saga (stock, coupon, payment) runs asynchronously."""
     authorize_user(request, claims, body.user_id)
     placed = await ordering.place_order(
@@ -52,13 +53,17 @@ async def place_order(
     )
     order = placed.order
     if wait_s:
-        order = await ordering.wait_until_final(db, completions, order.order_id, wait_s)
-    headers = {"Location": f"/orders/{order.order_id}"}
+        runtime: Runtime = request.app.state.runtime
+        order = await ordering.wait_until_final(
+            runtime.api_sessions, completions, order.order_id, wait_s
+        )
+    response.status_code = 201 if order.is_final else 202
+    response.headers["Location"] = f"/orders/{order.order_id}"
     if placed.replayed:
-        headers["Idempotent-Replayed"] = "true"
+        response.headers["Idempotent-Replayed"] = "true"
     if wait_s is not None:
-        headers["Preference-Applied"] = f"wait={wait_s:g}"
-    return _order_response(order, headers)
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+    return OrderView.of(order)
 
 
 @router.get(
@@ -85,11 +90,3 @@ async def orders_of_user(
     authorize_user(request, claims, user_id)
     orders = await ordering.orders_of_user(db, user_id, limit)
     return OrderList(items=[OrderView.of(o) for o in orders])
-
-
-def _order_response(order: Order, headers: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(
-        OrderView.of(order).model_dump(mode="json"),
-        status_code=201 if order.is_final else 202,
-        headers=headers,
-    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order.adapters.completions import OrderCompletions
 from order.adapters.repository import OrderRepository, reading
@@ -103,7 +103,10 @@ async def orders_of_user(session: AsyncSession, user_id: int, limit: int) -> lis
 
 
 async def wait_until_final(
-    session: AsyncSession, completions: OrderCompletions, order_id: UUID, wait_s: float
+    sessions: async_sessionmaker[AsyncSession],
+    completions: OrderCompletions,
+    order_id: UUID,
+    wait_s: float,
 ) -> Order:
     """The order once it is PAID or FAILED, or as it is after `wait_s` seconds.
 
@@ -115,7 +118,8 @@ async def wait_until_final(
     deadline = loop.time() + wait_s
     while True:
         with completions.watch(order_id) as woken:
-            order = await get_order(session, order_id)
+            async with sessions() as session:
+                order = await get_order(session, order_id)
             remaining = deadline - loop.time()
             if order.is_final or remaining <= 0:
                 return order

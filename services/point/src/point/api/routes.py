@@ -6,38 +6,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.api.schemas import BalanceResponse, ChargeRequest, HistoryItem, HistoryResponse
 from point.service import charging
-from shopkit.http import idempotency
 from shopkit.http.app import IdPath, session
 from shopkit.http.auth import OptionalClaims, authorize_user
+from shopkit.http.fast import fast
+from shopkit.ops.runtime import Runtime
 
 router = APIRouter(tags=["points"])
 Db = Annotated[AsyncSession, Depends(session)]
 
 
 @router.post("/points/{user_id}/charge", response_model=BalanceResponse)
+@fast
 async def charge(
     request: Request,
     user_id: IdPath,
     body: ChargeRequest,
-    db: Db,
     claims: OptionalClaims,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> JSONResponse:
+) -> BalanceResponse | JSONResponse:
     authorize_user(request, claims, user_id)
-
-    async def run() -> tuple[int, dict[str, int]]:
-        balance = await charging.charge(db, user_id, body.amount)
-        return 200, BalanceResponse(user_id=user_id, balance=balance).model_dump()
-
+    runtime: Runtime = request.app.state.runtime
     if idempotency_key is None:
-        balance = await charging.charge_now(
-            request.app.state.runtime.api_engine, user_id, body.amount
-        )
-        return JSONResponse(BalanceResponse(user_id=user_id, balance=balance).model_dump())
-    async with db.begin():
-        outcome = await idempotency.once(
-            db, scope=f"charge:{user_id}", key=idempotency_key, body=body.model_dump(), run=run
-        )
+        balance = await charging.charge_now(runtime.api_engine, user_id, body.amount)
+        return BalanceResponse(user_id=user_id, balance=balance)
+    outcome = await charging.charge_once(
+        runtime.api_sessions, user_id, body.amount, idempotency_key
+    )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 

@@ -8,6 +8,7 @@ from product.api.schemas import NewProduct, ProductList, ProductResponse, StockU
 from product.service import catalogue
 from shopkit.http.app import IdPath, session
 from shopkit.http.auth import AdminClaims
+from shopkit.http.fast import fast
 
 router = APIRouter(tags=["products"])
 Db = Annotated[AsyncSession, Depends(session)]
@@ -23,8 +24,8 @@ async def list_products(db: Db) -> ProductList:
 
 
 @router.get("/products/{product_id}", response_model=ProductResponse)
+@fast
 async def get_product(request: Request, product_id: IdPath) -> ProductResponse:
-    """Served by api.hot.get_product; here for the paths it hands on (and the OpenAPI)."""
     product = await catalogue.get_product(request.app.state.runtime.api_engine, product_id)
     return ProductResponse.model_validate(product, from_attributes=True)
 

@@ -1,14 +1,16 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ranking.api.schemas import SnapshotRequest, TopProductsResponse
 from ranking.config import Settings
+from ranking.domain.ranking import Ranking
 from ranking.service import snapshots
 from shopkit.http.app import session
 from shopkit.http.auth import AdminClaims
+from shopkit.http.fast import fast
 
 router = APIRouter(tags=["rankings"])
 Db = Annotated[AsyncSession, Depends(session)]
@@ -19,13 +21,33 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+class _RenderedOnce:
+    """The last answer, with the snapshot (the very object LatestRanking keeps) and window it
+    shows: a snapshot never changes, so the next reads of it send the same bytes instead of
+    validating and serializing the response model again."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Ranking | None, int, bytes] | None = None
+
+    def body(self, ranking: Ranking | None, window_days: int) -> bytes:
+        last = self._last
+        if last is None or last[0] is not ranking or last[1] != window_days:
+            body = TopProductsResponse.of(ranking, window_days).model_dump_json().encode()
+            last = self._last = (ranking, window_days, body)
+        return last[2]
+
+
+_rendered = _RenderedOnce()
+
+
 @router.get("/rankings/top-products", response_model=TopProductsResponse)
-async def top_products(request: Request) -> TopProductsResponse:
-    """The latest snapshot of the daily job (as_of null and no items before the first run).
-    Served by api.hot.top_products; here for the OpenAPI document."""
+@fast
+async def top_products(request: Request) -> Response:
+    """The latest snapshot of the daily job (as_of null and no items before the first run)."""
     latest: snapshots.LatestRanking = request.app.state.latest_ranking
     ranking = await latest.get()
-    return TopProductsResponse.of(ranking, _settings(request).window_days)
+    body = _rendered.body(ranking, _settings(request).window_days)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/rankings/snapshot", status_code=201, response_model=TopProductsResponse)

@@ -1,13 +1,13 @@
-"""Hot routes answer the plain requests of their route themselves and hand everything else, body
-included, to the FastAPI route, so a client cannot tell which one answered: same bodies, same
-problem+json errors, same request ids and metrics."""
+"""A route marked `@fast` gets a fast path derived from it: it answers the plain requests itself
+and hands everything else, body included, to the FastAPI route, so a client cannot tell which
+one answered: same bodies, same problem+json errors, same request ids and metrics."""
 
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, ConfigDict
 
@@ -15,10 +15,11 @@ from shop_contracts import ErrorCode
 from shopkit.errors import Conflict
 from shopkit.http.app import IdPath, StrictId, create_app
 from shopkit.http.auth import OptionalClaims, authorize_user, mint
-from shopkit.http.fast import HotRequest, HotRoute, Reply
+from shopkit.http.fast import FAST_PATH, FastPaths, derive, fast
 from shopkit.ops.runtime import Runtime
 from shopkit.settings import LOCAL_JWT_SECRET, ServiceSettings
 from shopkit.testing import running_server
+from shopkit.testing_fast import Endpoint, assert_paths_agree
 
 answered: Counter[str] = Counter()
 
@@ -49,33 +50,27 @@ router = APIRouter()
 
 
 @router.post("/things/{thing_id}/poke", status_code=201, response_model=Poked)
+@fast
 async def poke(thing_id: IdPath, body: Poke, claims: OptionalClaims, request: Request) -> Poked:
-    answered["fastapi"] += 1
     authorize_user(request, claims, body.user_id)
+    answered["fast" if request.scope.get(FAST_PATH) else "fastapi"] += 1
+    if thing_id == 666:
+        raise RuntimeError("a bug of ours")
     return poke_thing(thing_id, body.user_id)
 
 
-async def hot_poke(request: HotRequest) -> Reply | None:
-    body = request.json(Poke)
-    if body is None:
-        return None
-    request.authorize(body.user_id)
-    answered["hot"] += 1
-    (thing_id,) = request.ids
-    return Reply.model(201, poke_thing(thing_id, body.user_id))
+@pytest.fixture
+async def served(settings: ServiceSettings) -> AsyncIterator[tuple[FastAPI, str]]:
+    config = settings.model_copy(update={"run_workers": False, "local_mode": True})
+    app = create_app(Runtime(config), title="t", routers=[router])
+    answered.clear()
+    async with running_server(app) as url:
+        yield app, url
 
 
 @pytest.fixture
-async def http(settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
-    config = settings.model_copy(update={"run_workers": False, "local_mode": True})
-    app = create_app(
-        Runtime(config),
-        title="t",
-        routers=[router],
-        hot_routes=[HotRoute("POST", "/things/{thing_id}/poke", hot_poke)],
-    )
-    answered.clear()
-    async with running_server(app) as url, httpx.AsyncClient(base_url=url) as client:
+async def http(served: tuple[FastAPI, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=served[1]) as client:
         client.headers["Authorization"] = f"Bearer {mint(LOCAL_JWT_SECRET, '7', 'user')}"
         yield client
 
@@ -88,14 +83,14 @@ def _poke_latency_count(status: str) -> float:
     return value or 0.0
 
 
-async def test_a_plain_request_is_answered_by_the_hot_route(http: httpx.AsyncClient) -> None:
+async def test_a_plain_request_is_answered_by_the_fast_path(http: httpx.AsyncClient) -> None:
     before = _poke_latency_count("201")
     answer = await http.post("/things/5/poke", json={"user_id": 7}, headers={"X-Request-ID": "r1"})
     assert answer.status_code == 201
     assert answer.json() == {"thing_id": 5, "user_id": 7}
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["x-request-id"] == "r1"
-    assert answered == {"hot": 1}
+    assert answered == {"fast": 1}
     assert _poke_latency_count("201") == before + 1  # labelled with the route's template
 
 
@@ -105,7 +100,7 @@ async def test_a_domain_error_is_the_apps_problem_answer(http: httpx.AsyncClient
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["code"] == "COUPON_SOLD_OUT"
     assert answer.json()["detail"] == "Thing 13 is taken."
-    assert answered == {"hot": 1}
+    assert answered == {"fast": 1}
 
 
 async def test_an_auth_error_is_the_same_as_fastapis(http: httpx.AsyncClient) -> None:
@@ -157,7 +152,7 @@ async def test_another_content_type_goes_on_to_fastapi_with_its_body(
         headers={"Content-Type": "application/json; charset=utf-8"},
     )
     assert with_charset.status_code == 201
-    assert answered == {"hot": 1}
+    assert answered == {"fast": 1}
 
 
 @pytest.mark.parametrize(
@@ -165,21 +160,91 @@ async def test_another_content_type_goes_on_to_fastapi_with_its_body(
     [
         ("/things/0/poke", 422),
         ("/things/9223372036854775808/poke", 422),  # 2**63
-        ("/things/007/poke", 201),  # FastAPI reads it as 7
         ("/things/5/poke/", 307),  # redirected to the path without the slash
         ("/things/x/poke", 422),
     ],
 )
-async def test_paths_the_hot_route_does_not_take_go_on_to_fastapi(
+async def test_paths_the_fast_path_does_not_take_go_on_to_fastapi(
     http: httpx.AsyncClient, path: str, status: int
 ) -> None:
     answer = await http.post(path, json={"user_id": 7}, follow_redirects=False)
     assert answer.status_code == status
-    assert "hot" not in answered
+    assert "fast" not in answered
 
 
-async def test_the_largest_id_is_the_hot_routes(http: httpx.AsyncClient) -> None:
+async def test_an_id_is_read_as_fastapi_reads_it(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/things/007/poke", json={"user_id": 7})
+    assert answer.status_code == 201
+    assert answer.json()["thing_id"] == 7
+    assert answered == {"fast": 1}
+
+
+async def test_the_largest_id_is_the_fast_paths(http: httpx.AsyncClient) -> None:
     answer = await http.post("/things/9223372036854775807/poke", json={"user_id": 7})
     assert answer.status_code == 201
     assert answer.json()["thing_id"] == 2**63 - 1
-    assert answered == {"hot": 1}
+    assert answered == {"fast": 1}
+
+
+async def test_the_fast_path_answers_every_probe_as_fastapi_does(
+    served: tuple[FastAPI, str],
+) -> None:
+    app, url = served
+    endpoint = Endpoint(
+        "/things/{thing_id}/poke",
+        "POST",
+        lambda user: ("/things/5/poke", {"user_id": user}),
+        volatile=frozenset({"user_id"}),
+    )
+    await assert_paths_agree(app, url, [endpoint])
+    assert answered["fast"] >= 1
+    assert answered["fastapi"] >= 1
+
+
+async def test_a_bug_is_a_500_with_the_request_id_on_both_paths(
+    served: tuple[FastAPI, str], http: httpx.AsyncClient
+) -> None:
+    app, _ = served
+    answers = []
+    for enabled in (True, False):
+        app.state.fast_paths.enabled = enabled
+        before = _poke_latency_count("500")
+        answer = await http.post(
+            "/things/666/poke", json={"user_id": 7}, headers={"X-Request-ID": "bug"}
+        )
+        assert _poke_latency_count("500") == before + 1  # the status sent, on its route
+        answers.append((answer.status_code, answer.headers.get("x-request-id"), answer.json()))
+    assert answers[0] == answers[1] == (500, "bug", answers[0][2])
+    assert answers[0][2]["code"] == "INTERNAL_ERROR"
+    assert answered == {"fast": 1, "fastapi": 1}
+
+
+async def _needs_a_session() -> AsyncIterator[int]:
+    yield 1
+
+
+def test_a_route_whose_fast_path_cannot_be_derived_stops_the_start() -> None:
+    broken = APIRouter()
+
+    @broken.get("/broken", response_model=Poked)
+    @fast
+    async def uses_a_generator(db: int = Depends(_needs_a_session)) -> Poked:
+        return Poked(thing_id=db, user_id=db)
+
+    with pytest.raises(TypeError, match="async def"):
+        derive(broken.routes)
+
+
+def test_only_marked_routes_get_a_fast_path() -> None:
+    mixed = APIRouter()
+
+    @mixed.get("/plain", response_model=Poked)
+    async def plain() -> Poked:
+        return Poked(thing_id=1, user_id=1)
+
+    @mixed.get("/marked/{thing_id}", response_model=Poked)
+    @fast
+    async def marked(thing_id: IdPath) -> Poked:
+        return Poked(thing_id=thing_id, user_id=1)
+
+    assert [r.route.path for r in FastPaths(derive(mixed.routes)).routes] == ["/marked/{thing_id}"]
