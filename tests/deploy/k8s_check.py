@@ -1,27 +1,61 @@
 """Reads deploy/k8s the way `kustomize build` would (resources, configMapGenerator,
 secretGenerator from env files, patches of containers' env, namespace, images, replicas: the
-features our kustomizations use) and checks the objects against the local
-stack: the same processes, ports, probes and environment variable names."""
+features our kustomizations use, and its refusal of files outside a kustomization's directory)
+and checks the objects against the local stack: the same processes, ports, probes and
+environment variable names."""
 
 from __future__ import annotations
 
 import re
+import secrets
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from .stack_model import ROOT, LocalStack
+from .stack_model import GATEWAY_TEMPLATE, ROOT, LocalStack
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
 PRODUCTION = K8S / "overlays" / "production"
-GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "gateway.conf.template"
 # Local processes that are not part of a production deployment.
 LOCAL_ONLY = {"dataplatform_standin"}
 
+SECRET_FILES = (
+    "jwt",
+    "dataplatform",
+    *(f"{s}-db" for s in ("point", "product", "coupon", "order", "ranking")),
+)
+
 Doc = dict[str, Any]
+
+
+def copy_k8s(root: Path) -> Path:
+    """deploy/k8s and the directory its base includes (deploy/gateway) copied under root as they
+    are in the repository; returns the copy's production overlay, without the secrets/ a
+    developer may have written (never committed)."""
+    shutil.copytree(K8S, root / "deploy" / "k8s")
+    shutil.copytree(GATEWAY_TEMPLATE.parent, root / "deploy" / "gateway")
+    overlay = root / "deploy" / "k8s" / PRODUCTION.relative_to(K8S)
+    shutil.rmtree(overlay / "secrets", ignore_errors=True)
+    return overlay
+
+
+def with_operator_secrets(root: Path) -> Path:
+    """A copy of deploy/k8s (copy_k8s) whose production overlay has the operator's secrets/*.env."""
+    overlay = copy_k8s(root)
+    (overlay / "secrets").mkdir()
+    for name in SECRET_FILES:
+        example = (overlay / "secrets.example" / f"{name}.env").read_text()
+        key = next(
+            line.split("=", 1)[0]
+            for line in example.splitlines()
+            if "=" in line and not line.startswith("#")
+        )
+        (overlay / "secrets" / f"{name}.env").write_text(f"{key}={secrets.token_hex(32)}\n")
+    return overlay
 
 
 def build(directory: Path) -> list[Doc]:
@@ -34,10 +68,7 @@ def build(directory: Path) -> list[Doc]:
         else:
             docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     for generator in kustomization.get("configMapGenerator", []):
-        data = {}
-        for entry in generator.get("files", []):
-            key, _, source = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
-            data[key] = (directory / source).read_text()
+        data = {key: path.read_text() for key, path in generator_files(directory, generator)}
         docs.append(
             {
                 "apiVersion": "v1",
@@ -80,6 +111,34 @@ def build(directory: Path) -> list[Doc]:
                     f"{change.get('newName', name)}:{change.get('newTag', tag or 'latest')}"
                 )
     return docs
+
+
+def generator_files(directory: Path, generator: Doc) -> list[tuple[str, Path]]:
+    """A configMapGenerator's (key, file) pairs. Like kustomize's default load restrictor, a file
+    outside the kustomization's directory fails the build (include that directory instead)."""
+    pairs = []
+    for entry in generator.get("files", []):
+        key, _, source = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
+        path = (directory / source).resolve()
+        if not path.is_relative_to(directory.resolve()):
+            raise PermissionError(
+                f"kustomize build: security; file {path} is not in or below {directory.resolve()}"
+            )
+        pairs.append((key, path))
+    return pairs
+
+
+def config_map_sources(directory: Path) -> dict[str, dict[str, Path]]:
+    """ConfigMap name -> {key: the file its data is read from}, over a kustomization and every
+    kustomization it includes."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    sources: dict[str, dict[str, Path]] = {}
+    for resource in kustomization.get("resources", []):
+        if (directory / resource).is_dir():
+            sources |= config_map_sources(directory / resource)
+    for generator in kustomization.get("configMapGenerator", []):
+        sources[generator["name"]] = dict(generator_files(directory, generator))
+    return sources
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -363,7 +422,7 @@ def _check_gateway(
         text = (source or {}).get("data", {}).get(mount.get("subPath") or "", None)
         if text != GATEWAY_TEMPLATE.read_text():
             problems.append(
-                f"{where}: the mounted template differs from deploy/gateway/gateway.conf.template"
+                f"{where}: the mounted template is not deploy/gateway/gateway.conf.template"
             )
     for var, value in sorted(env.items()):
         match = re.fullmatch(r"GATEWAY_([A-Z]+)_UPSTREAM", var)

@@ -6,7 +6,8 @@ of running the shop (docker-compose.yml, deploy/k8s) can be checked against it:
 - the environment variables each process reads: its pydantic-settings `Settings` class (field
   names with the env prefix, or their validation aliases), or, for a process without one, the
   `os.environ` look-ups in its source;
-- the infrastructure defaults: deploy/local/stack.sh's `VAR="${VAR:-default}"` lines;
+- the infrastructure defaults: the `VAR="${VAR:-default}"` lines of deploy/local/stack.sh and of
+  the parts it sources (deploy/local/stack/*.sh);
 - which workspace package ships which module: the members' pyproject.toml files.
 """
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "deploy" / "local" / "run.sh"
 PROCESSES_EXTRA = ROOT / "deploy" / "local" / "processes.extra"
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
+STACK_PARTS = ROOT / "deploy" / "local" / "stack"
 GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "gateway.conf.template"
 
 _ENTRY = re.compile(r'^\s*"([^"|]+)\|([^"|]+)\|([^"]+)"\s*$')
@@ -103,6 +105,18 @@ def parse_processes(run_sh: str, extra: str | None = None) -> list[LocalProcess]
 
 def parse_shell_defaults(script: str) -> dict[str, str]:
     return {name: default for name, same, default in _SHELL_DEFAULT.findall(script) if name == same}
+
+
+def stack_scripts() -> list[Path]:
+    """stack.sh and the parts it sources (each part sets the defaults of its own variables)."""
+    return [STACK_SH, *sorted(STACK_PARTS.glob("*.sh"))]
+
+
+def stack_defaults() -> dict[str, str]:
+    defaults: dict[str, str] = {}
+    for script in stack_scripts():
+        defaults |= parse_shell_defaults(script.read_text())
+    return defaults
 
 
 def settings_class(module: str) -> type[BaseSettings] | None:
@@ -220,7 +234,7 @@ def load_local_stack(root: Path = ROOT) -> LocalStack:
         processes=[with_port_var(p, env[p.module]) for p in processes],
         env=env,
         packages=owners,
-        stack_defaults=parse_shell_defaults(STACK_SH.read_text()),
+        stack_defaults=stack_defaults(),
         gateway_placeholders=set(_PLACEHOLDER.findall(GATEWAY_TEMPLATE.read_text())),
     )
 
