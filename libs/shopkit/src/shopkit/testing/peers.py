@@ -1,9 +1,12 @@
 """HTTP peers of the test's own making: a server whose every answer the test decides (an
 external platform that refuses, or hangs on one request), keeping what it was sent."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from shopkit.testing.servers import running_server
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class HttpPeer:
 
     answer: Answer
     requests: list[PeerRequest] = field(default_factory=list)
+    url: str = ""
+    """Its base URL while `served_peer` serves it."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -59,3 +64,13 @@ class HttpPeer:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+@asynccontextmanager
+async def served_peer(answer: Answer) -> AsyncIterator[HttpPeer]:
+    """An HttpPeer answering with `answer`, served over real HTTP until the block ends (its
+    `url` set meanwhile): one call instead of a peer and a server to pair in every test."""
+    peer = HttpPeer(answer)
+    async with running_server(peer) as url:
+        peer.url = url
+        yield peer
