@@ -15,6 +15,8 @@ from shopkit.testing.tokens import ActAsUser
 
 @dataclass(frozen=True)
 class ServiceUnderTest:
+    """One service as its tests see it: enough to make its settings, database and app."""
+
     name: str
     """Names its throwaway database (`t_<name>_…`) and topic prefix (`t.<name>.…`)."""
     settings: type[ServiceSettings]
