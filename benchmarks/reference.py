@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from coupon.adapters.gate import _ADMIT as ADMIT_SCRIPT
+from coupon.adapters.gate import ADMIT_SCRIPT
 
 SOLD_OUT_COUPON: Final = 1
 """Its gate: total 1, count 1, issued {0}: every other user is refused SOLD_OUT."""

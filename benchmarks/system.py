@@ -1,6 +1,6 @@
-"""The system under test: the services as processes (tests/e2e/harness.py: throwaway databases,
-an own topic prefix), the ranking API, the bare reference app, and the admin calls that set
-up each scenario. Only the services' HTTP API and a few of their tables are used."""
+"""The system under test: the services as processes (shopkit.testing.processes: throwaway
+databases, an own topic prefix), the ranking API, the bare reference app, and the admin calls
+that set up each scenario. Only the services' HTTP API and a few of their tables are used."""
 
 import asyncio
 import os
@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from shopkit.http.auth import mint
 from shopkit.testing import asyncpg_dsn, delete_topics, free_port, temp_database, unique
-from tests.e2e.harness import ServiceProcess, start_rest_of_shop, start_system
+from shopkit.testing.processes import ServiceProcess, start_rest_of_shop, start_system
 
 ROOT = Path(__file__).resolve().parents[1]
 HTTP_PROCESSES = {

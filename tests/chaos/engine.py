@@ -32,7 +32,7 @@ import redis.asyncio as redis
 
 from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, asyncpg_dsn, delete_topics, unique
-from tests.e2e.harness import System, start_rest_of_shop, start_system
+from shopkit.testing.processes import System, start_rest_of_shop, start_system
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "local" / "stack.sh"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from .harness import System
+from shopkit.testing.processes import System
 
 TERMINAL = {"PAID", "FAILED"}
 

@@ -7,9 +7,9 @@ import pytest
 
 from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, unique
+from shopkit.testing.processes import System, start_system
 
 from .client import Shop
-from .harness import System, start_system
 
 ZIPKIN = os.environ.get("E2E_ZIPKIN_URL", "http://localhost:9411")
 TRACING = {

@@ -16,8 +16,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from shopkit.http.auth import mint
+from shopkit.testing.processes import System
 
-from .harness import System
 from .test_gateway import SERVICES as ROUTED
 from .test_gateway import Gateway
 

@@ -17,9 +17,9 @@ import pytest
 
 from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser, bearer, free_port
+from shopkit.testing.processes import System
 
 from .gateway import Gateway, GatewayShop
-from .harness import System
 
 pytestmark = pytest.mark.e2e
 

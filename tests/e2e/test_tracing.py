@@ -14,10 +14,10 @@ import pytest
 
 from shopkit.http.auth import mint
 from shopkit.testing import ActAsUser
+from shopkit.testing.processes import System, start_rest_of_shop
 
 from .conftest import TRACING, ZIPKIN
 from .gateway import Gateway, GatewayShop
-from .harness import System, start_rest_of_shop
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ from shopkit.database.uow import UnitOfWork
 from shopkit.messaging.kafka import EVENT_TYPE_HEADER
 from shopkit.ops.deadletters import read_all, run
 from shopkit.settings import ServiceSettings
-from shopkit.testing import eventually, running_consumer
+from shopkit.testing import eventually
+from shopkit.testing.plugin import StartConsumer
 
 effects = Table(
     "effects",
@@ -38,7 +39,9 @@ async def _cli(settings: ServiceSettings, *argv: str) -> tuple[int, str]:
 
 
 async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fixed(
-    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
+    settings: ServiceSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    consumer: StartConsumer,
 ) -> None:
     broken = True
 
@@ -49,9 +52,7 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fi
             insert(effects).values(order_id=payment.order_id, amount=payment.amount)
         )
 
-    async with running_consumer(
-        settings,
-        sessions,
+    async with consumer(
         {PaymentCompleted: handler},
         group_id="kit-dlq",
         topics=[topics.PAYMENT_EVENTS],

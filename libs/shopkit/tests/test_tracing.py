@@ -22,7 +22,8 @@ from shopkit.messaging.outbox import OutboxRelay
 from shopkit.ops import tracing
 from shopkit.ops.deadletters import read_all, replay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import collect, eventually, running_consumer, topic_reader
+from shopkit.testing import collect, eventually, topic_reader
+from shopkit.testing.plugin import StartConsumer
 
 DROP = sampling.Decision.DROP
 SAMPLED = sampling.Decision.RECORD_AND_SAMPLE
@@ -52,6 +53,7 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     settings: ServiceSettings,
     sessions: async_sessionmaker[AsyncSession],
     spans: InMemorySpanExporter,
+    consumer: StartConsumer,
 ) -> None:
     tracing.instrument_engine(sessions.kw["bind"])  # made before tracing was on
     order_id = uuid.uuid4()
@@ -79,9 +81,7 @@ async def test_a_trace_crosses_kafka_through_the_outbox(
     assert stored["traceparent"].split("-")[1] == trace_id
 
     async with (
-        running_consumer(
-            settings,
-            sessions,
+        consumer(
             {PaymentCompleted: step},
             group_id="kit-trace",
             topics=[topics.PAYMENT_EVENTS],
@@ -167,6 +167,7 @@ async def test_a_dead_lettered_and_replayed_event_keeps_its_trace(
     settings: ServiceSettings,
     sessions: async_sessionmaker[AsyncSession],
     spans: InMemorySpanExporter,
+    consumer: StartConsumer,
 ) -> None:
     broken = True
     handled = asyncio.Event()
@@ -181,9 +182,7 @@ async def test_a_dead_lettered_and_replayed_event_keeps_its_trace(
             uow.emit(PaymentCompleted(order_id=uuid.uuid4(), user_id=1, amount=1, balance_after=0))
             await uow.commit()
     root = request.get_span_context()
-    async with running_consumer(
-        settings,
-        sessions,
+    async with consumer(
         {PaymentCompleted: step},
         group_id="kit-trace-dlq",
         topics=[topics.PAYMENT_EVENTS],

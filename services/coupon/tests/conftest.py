@@ -1,38 +1,46 @@
+"""The coupon service under the shared fixtures of shopkit.testing.plugin, and its own: the
+Redis gate, its runtime's sessions, new coupons, and a rush of issue requests."""
+
 import asyncio
 import functools
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import orjson
 import pytest
 
 from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
-from coupon.main import build_runtime, create_app
+from coupon.main import MIGRATIONS, build_runtime, create_app
 from shopkit.http.auth import mint
 from shopkit.ops.runtime import Runtime
-from shopkit.testing import ActAsUser, asyncpg_dsn, running_server, temp_database, unique
+from shopkit.testing import unique
+from shopkit.testing.service import ServiceUnderTest
 
 CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
 
 
 @pytest.fixture(scope="session")
-async def settings() -> AsyncIterator[Settings]:
-    async with temp_database("coupon") as url:
-        settings = Settings(
-            database_url=url,
-            kafka_topic_prefix=unique("t.coupon.") + ".",
-            redis_key_prefix=unique("t-coupon-"),
-        )
-        try:
-            yield settings
-        finally:
-            await _forget_gates(settings)
+def service() -> ServiceUnderTest:
+    return ServiceUnderTest(
+        "coupon",
+        Settings,
+        create_app,
+        MIGRATIONS,
+        overrides={"redis_key_prefix": unique("t-coupon-")},
+    )
+
+
+@pytest.fixture(scope="session")
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """The shared settings; this run's gate keys leave the shared Redis with them."""
+    try:
+        yield settings
+    finally:
+        await _forget_gates(settings)
 
 
 async def _forget_gates(settings: Settings) -> None:
@@ -46,40 +54,6 @@ async def _forget_gates(settings: Settings) -> None:
         await gate.close()
 
 
-@pytest.fixture(scope="session")
-async def base_url(settings: Settings) -> AsyncIterator[str]:
-    async with running_server(create_app(settings)) as url:
-        yield url
-
-
-@pytest.fixture
-async def client(base_url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    auth = ActAsUser(settings.jwt_secret)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, auth=auth) as c:
-        yield c
-
-
-Headers = Callable[..., dict[str, str]]
-
-
-@pytest.fixture(scope="session")
-def token(settings: Settings) -> Headers:
-    """`token(sub, role="user", ttl_s=3600)`: an Authorization header with a signed JWT."""
-
-    def headers(
-        sub: str, role: Literal["user", "admin"] = "user", ttl_s: int = 3600
-    ) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint(settings.jwt_secret, sub, role, ttl_s)}"}
-
-    return headers
-
-
-@pytest.fixture(scope="session")
-def admin(token: Headers) -> dict[str, str]:
-    return token("admin-1", "admin")
-
-
 @pytest.fixture
 async def gate(settings: Settings) -> AsyncIterator[IssuanceGate]:
     """The test's own view of the service's Redis gate (the same keys), patient enough to be
@@ -90,16 +64,6 @@ async def gate(settings: Settings) -> AsyncIterator[IssuanceGate]:
         yield gate
     finally:
         await gate.close()
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to the service's database, to check the truth behind the API."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -129,11 +93,6 @@ def new_coupon(client: httpx.AsyncClient, admin: dict[str, str]) -> CouponFactor
         return coupon
 
     return make
-
-
-@pytest.fixture
-def user_id() -> int:
-    return random.randint(1, 2**62)
 
 
 @dataclass(frozen=True)

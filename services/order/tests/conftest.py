@@ -1,3 +1,6 @@
+"""The order service under the shared fixtures of shopkit.testing.plugin, and its own: an
+API-only instance, and the saga driven as the other services would drive it."""
+
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -9,7 +12,7 @@ import orjson
 import pytest
 
 from order.config import Settings
-from order.main import create_app
+from order.main import MIGRATIONS, create_app
 from shop_contracts import (
     Envelope,
     Event,
@@ -21,80 +24,41 @@ from shop_contracts import (
     StockReserved,
     topics,
 )
-from shopkit.testing import (
-    ActAsUser,
-    asyncpg_dsn,
-    collect,
-    eventually,
-    publish,
-    running_server,
-    temp_database,
-    topic_reader,
-    unique,
-)
+from shopkit.testing import collect, eventually, publish, running_server, topic_reader
+from shopkit.testing.service import ServiceUnderTest
 
 
 @pytest.fixture(scope="session")
-async def settings() -> AsyncIterator[Settings]:
-    async with temp_database("order") as url:
-        yield Settings(
-            database_url=url,
-            kafka_topic_prefix=unique("t.order.") + ".",
-            deadline_sweep_interval_s=0.2,
-        )
-
-
-@pytest.fixture(scope="session")
-async def base_url(settings: Settings) -> AsyncIterator[str]:
+def service() -> ServiceUnderTest:
     """The order service with its workers: consumers, outbox relay, deadline sweeper."""
-    async with running_server(create_app(settings)) as url:
-        yield url
+    return ServiceUnderTest(
+        "order",
+        Settings,
+        create_app,
+        MIGRATIONS,
+        overrides={"deadline_sweep_interval_s": 0.2},
+        connections=200,
+    )
 
 
 ApiOnly = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture(scope="session")
-def api_only(settings: Settings) -> ApiOnly:
+def api_only(service: ServiceUnderTest, settings: Settings) -> ApiOnly:
     """Starts another API process over the same database, without workers (no consumer, no
     sweeper), and yields a client of it: it learns that an order ended only through NOTIFY."""
 
     @asynccontextmanager
     async def instance(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         config = settings.model_copy(update={"run_workers": False, **overrides})
-        async with running_server(create_app(config)) as url, http(url, settings) as client:
+        async with (
+            running_server(create_app(config)) as url,
+            service.client(url, settings) as client,
+        ):
             yield client
 
     return instance
-
-
-def http(base_url: str, settings: Settings) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    auth = ActAsUser(settings.jwt_secret)
-    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, auth=auth)
-
-
-@pytest.fixture
-async def client(base_url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(base_url, settings) as c:
-        yield c
-
-
-@pytest.fixture
-async def db(settings: Settings, base_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to the order database (after the service migrated it)."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def user_id() -> int:
-    import random
-
-    return random.randint(1, 2**62)
 
 
 class Saga:

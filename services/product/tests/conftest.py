@@ -1,73 +1,40 @@
-from collections.abc import AsyncIterator, Awaitable, Callable
+"""The product service under the shared fixtures of shopkit.testing.plugin, and its own: new
+products, and waiting until its consumers caught up."""
+
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from product.config import Settings
-from product.main import create_app
+from product.main import MIGRATIONS, create_app
 from product.service.handlers import CONSUMERS
 from shop_contracts import topics
-from shopkit.http.auth import mint
-from shopkit.testing import (
-    KAFKA,
-    asyncpg_dsn,
-    eventually,
-    running_server,
-    temp_database,
-    topic_reader,
-    unique,
-)
+from shopkit.testing import KAFKA, eventually, topic_reader
+from shopkit.testing.plugin import Token
+from shopkit.testing.service import ServiceUnderTest
 
 NewProduct = Callable[..., Awaitable[dict[str, Any]]]
 
 
 @pytest.fixture(scope="session")
-async def settings() -> AsyncIterator[Settings]:
-    async with temp_database("product") as url:
-        yield Settings(database_url=url, kafka_topic_prefix=unique("t.product.") + ".")
-
-
-@pytest.fixture(scope="session")
-async def base_url(settings: Settings) -> AsyncIterator[str]:
-    async with running_server(create_app(settings)) as url:
-        yield url
+def service() -> ServiceUnderTest:
+    return ServiceUnderTest("product", Settings, create_app, MIGRATIONS, connections=500)
 
 
 @pytest.fixture
-async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as c:
-        yield c
+def user_headers(token: Token) -> dict[str, str]:
+    """A user who is not an admin."""
+    return token("2")
 
 
 @pytest.fixture
-async def db(settings: Settings, base_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection for checking what the API does not show (after the app migrated)."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def admin_headers(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(settings.jwt_secret, '1', 'admin')}"}
-
-
-@pytest.fixture
-def user_headers(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(settings.jwt_secret, '2', 'user')}"}
-
-
-@pytest.fixture
-def new_product(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> NewProduct:
+def new_product(client: httpx.AsyncClient, admin: dict[str, str]) -> NewProduct:
     async def create(*, name: str = "Kimchi 1kg", price: int = 12_000, stock: int = 10) -> Any:
         r = await client.post(
-            "/products", json={"name": name, "price": price, "stock": stock}, headers=admin_headers
+            "/products", json={"name": name, "price": price, "stock": stock}, headers=admin
         )
         assert r.status_code == 201, r.text
         return r.json()

@@ -1,6 +1,7 @@
-"""The ranking service against the real stack: a temp database, a unique topic prefix, the
-API over real HTTP in this process, and the Faust worker as a real process (so it can be
-SIGKILLed and restarted). Helpers are fixtures (test modules import nothing from here)."""
+"""The ranking service against the real stack: the shared fixtures of shopkit.testing.plugin
+(a temp database, a unique topic prefix, the API over real HTTP in this process), and its own:
+the Faust worker as a real process (so it can be SIGKILLed and restarted) and the sales it
+counts. Helpers are fixtures (test modules import nothing from here)."""
 
 import os
 import random
@@ -13,57 +14,35 @@ from datetime import date, datetime
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from ranking.config import Settings
-from ranking.main import create_app
+from ranking.main import MIGRATIONS, create_app
 from shop_contracts import Envelope, OrderPaid, PaidLine, topics
-from shopkit.http.auth import mint
 from shopkit.messaging.kafka import ensure_topics
-from shopkit.testing import (
-    asyncpg_dsn,
-    eventually,
-    publish_envelope,
-    running_server,
-    temp_database,
-    unique,
-)
+from shopkit.testing import asyncpg_dsn, eventually, publish_envelope
+from shopkit.testing.service import ServiceUnderTest
 
 Sold = dict[tuple[date, int], int]
 
 
 @pytest.fixture(scope="session")
-async def settings() -> AsyncIterator[Settings]:
-    async with temp_database("ranking") as url:
-        yield Settings(
-            database_url=url,
-            kafka_topic_prefix=unique("t.ranking.") + ".",
+def service() -> ServiceUnderTest:
+    return ServiceUnderTest(
+        "ranking",
+        Settings,
+        create_app,
+        MIGRATIONS,
+        overrides={
             # the tests use fixed dates in the past; nothing may expire under them
-            retention_days=36_500,
-            stream_mirror_interval_s=0.1,
-            stream_session_timeout_s=6,
+            "retention_days": 36_500,
+            "stream_mirror_interval_s": 0.1,
+            "stream_session_timeout_s": 6,
             # offsets are committed rarely, so a killed worker replays what it had done
-            stream_commit_interval_s=30,
-        )
-
-
-@pytest.fixture(scope="session")
-async def api_url(settings: Settings) -> AsyncIterator[str]:
-    async with running_server(create_app(settings)) as url:
-        yield url
-
-
-@pytest.fixture
-async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
-def admin(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(settings.jwt_secret, '1', 'admin')}"}
+            "stream_commit_interval_s": 30,
+        },
+    )
 
 
 @pytest.fixture(scope="session")
@@ -134,11 +113,11 @@ class StreamWorker:
 @pytest.fixture(scope="session")
 async def worker(
     settings: Settings,
-    api_url: str,
+    base_url: str,
     process_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[StreamWorker]:
-    # api_url first: the API migrates the database before the worker starts
+    # the API (base_url) runs before the worker, as in production
     await ensure_topics(settings, [topics.ORDER_EVENTS, topics.DEAD_LETTER])
     stream = StreamWorker(process_env, tmp_path_factory.mktemp("ranking") / "worker.log")
     stream.start()

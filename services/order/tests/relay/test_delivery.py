@@ -18,7 +18,6 @@ from order.relay.config import RelaySettings
 from shop_contracts import Envelope, OrderFailed, OrderPaid, topics
 from shop_contracts.events import FailureReason
 from shopkit.testing import (
-    HttpPeer,
     PeerRequest,
     asyncpg_dsn,
     collect,
@@ -26,9 +25,9 @@ from shopkit.testing import (
     free_port,
     publish,
     publish_envelope,
-    running_server,
     topic_reader,
 )
+from shopkit.testing.plugin import ServePeer
 
 StartRelay = Callable[..., AbstractAsyncContextManager[str]]
 PaidOrder = Callable[..., OrderPaid]
@@ -312,7 +311,10 @@ async def test_answers_slower_than_the_timeout_are_retried_and_delivered_once(
 
 
 async def test_a_platform_stuck_on_one_order_does_not_hold_back_other_partitions(
-    make_settings: Callable[..., RelaySettings], start_relay: StartRelay, paid_order: PaidOrder
+    make_settings: Callable[..., RelaySettings],
+    start_relay: StartRelay,
+    paid_order: PaidOrder,
+    http_peer: ServePeer,
 ) -> None:
     settings = make_settings()
     stuck = paid_order((1, 1))
@@ -333,8 +335,8 @@ async def test_a_platform_stuck_on_one_order_does_not_hold_back_other_partitions
         return 201, b"{}"
 
     async with (
-        running_server(HttpPeer(platform)) as platform_url,
-        start_relay(settings.model_copy(update={"data_platform_url": platform_url})),
+        http_peer(platform) as peer,
+        start_relay(settings.model_copy(update={"data_platform_url": peer.url})),
     ):
         topic = settings.topic(topics.ORDER_EVENTS)
         await publish(topic, stuck)

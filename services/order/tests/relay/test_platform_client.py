@@ -11,7 +11,8 @@ import pytest
 from dataplatform_standin import sign as standin_signature
 from order.relay.platform import DataPlatformClient, DeliveryFailed
 from order.relay.signing import signature
-from shopkit.testing import HttpPeer, PeerRequest, free_port, running_server
+from shopkit.testing import PeerRequest, free_port
+from shopkit.testing.plugin import ServePeer
 
 BODY = json.dumps({"order_id": str(uuid.uuid4()), "total": 1_000}).encode()
 
@@ -22,14 +23,15 @@ def test_the_signature_is_hex_hmac_sha256_of_the_body() -> None:
     assert signature(BODY, "secret") == standin_signature(BODY, "secret")
 
 
-async def test_an_attempt_posts_the_exact_body_with_key_and_signature() -> None:
+async def test_an_attempt_posts_the_exact_body_with_key_and_signature(
+    http_peer: ServePeer,
+) -> None:
     async def created(_: PeerRequest) -> tuple[int, bytes]:
         return 201, b"{}"
 
-    platform = HttpPeer(created)
     key = uuid.uuid4()
-    async with running_server(platform) as url:
-        client = DataPlatformClient(f"{url}/api/", "s3cret", 1.0)
+    async with http_peer(created) as platform:
+        client = DataPlatformClient(f"{platform.url}/api/", "s3cret", 1.0)
         assert await client.post_order(key, BODY) == 201
         await client.aclose()
     [request] = platform.requests
@@ -41,12 +43,12 @@ async def test_an_attempt_posts_the_exact_body_with_key_and_signature() -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 409, 429, 500, 503])
-async def test_any_answer_but_2xx_is_a_failed_attempt(status: int) -> None:
+async def test_any_answer_but_2xx_is_a_failed_attempt(status: int, http_peer: ServePeer) -> None:
     async def refused(_: PeerRequest) -> tuple[int, bytes]:
         return status, b"nope"
 
-    async with running_server(HttpPeer(refused)) as url:
-        client = DataPlatformClient(url, "s", 1.0)
+    async with http_peer(refused) as platform:
+        client = DataPlatformClient(platform.url, "s", 1.0)
         with pytest.raises(DeliveryFailed, match=f"HTTP {status}: nope") as failed:
             await client.post_order(uuid.uuid4(), BODY)
         await client.aclose()

@@ -38,12 +38,12 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 
 async def test_admin_creates_a_product_that_anyone_can_read(
-    client: httpx.AsyncClient, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
     r = await client.post(
         "/products",
         json={"name": "제주 감귤 5kg", "price": 25_900, "stock": 30},
-        headers=admin_headers,
+        headers=admin,
     )
     assert r.status_code == 201
     created = r.json()
@@ -65,18 +65,14 @@ async def test_products_are_listed_by_id(
 
 
 async def test_set_stock_replaces_what_is_left_and_sold_out_shows_zero(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], new_product: NewProduct
+    client: httpx.AsyncClient, admin: dict[str, str], new_product: NewProduct
 ) -> None:
     product = await new_product(stock=5)
-    r = await client.put(
-        f"/products/{product['id']}/stock", json={"stock": 0}, headers=admin_headers
-    )
+    r = await client.put(f"/products/{product['id']}/stock", json={"stock": 0}, headers=admin)
     assert r.status_code == 200
     assert r.json() == {**product, "stock": 0}
     assert (await client.get(f"/products/{product['id']}")).json()["stock"] == 0
-    r = await client.put(
-        f"/products/{product['id']}/stock", json={"stock": 7}, headers=admin_headers
-    )
+    r = await client.put(f"/products/{product['id']}/stock", json={"stock": 7}, headers=admin)
     assert r.json() == {**product, "stock": 7}
 
 
@@ -100,11 +96,11 @@ async def test_set_stock_replaces_what_is_left_and_sold_out_shows_zero(
 )
 async def test_boundary_values_are_accepted(
     client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
+    admin: dict[str, str],
     body: dict[str, Any],
     stored: dict[str, Any],
 ) -> None:
-    r = await client.post("/products", json=body, headers=admin_headers)
+    r = await client.post("/products", json=body, headers=admin)
     assert r.status_code == 201, r.text
     assert {k: v for k, v in r.json().items() if k != "id"} == stored
 
@@ -140,7 +136,7 @@ BAD_NUMBERS = [0, -1, 1.5, 100.0, "100", True, None, 10**30, -(10**30), [1], {"n
 )
 async def test_invalid_new_product_is_422_and_changes_nothing(
     client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
+    admin: dict[str, str],
     new_product: NewProduct,
     body: object,
     content: bytes | None,
@@ -148,10 +144,10 @@ async def test_invalid_new_product_is_422_and_changes_nothing(
     await new_product()
     before = await catalogue(client)
     if content is not None:
-        headers = {**admin_headers, "content-type": "application/json"}
+        headers = {**admin, "content-type": "application/json"}
         r = await client.post("/products", content=content, headers=headers)
     else:
-        r = await client.post("/products", json=body, headers=admin_headers)
+        r = await client.post("/products", json=body, headers=admin)
     problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert problem["errors"]
     assert await catalogue(client) == before
@@ -171,7 +167,7 @@ async def test_invalid_new_product_is_422_and_changes_nothing(
 )
 async def test_invalid_stock_update_is_422_and_changes_nothing(
     client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
+    admin: dict[str, str],
     new_product: NewProduct,
     body: object,
     content: bytes | None,
@@ -179,34 +175,34 @@ async def test_invalid_stock_update_is_422_and_changes_nothing(
     product = await new_product(stock=4)
     path = f"/products/{product['id']}/stock"
     if content is not None:
-        headers = {**admin_headers, "content-type": "application/json"}
+        headers = {**admin, "content-type": "application/json"}
         r = await client.put(path, content=content, headers=headers)
     else:
-        r = await client.put(path, json=body, headers=admin_headers)
+        r = await client.put(path, json=body, headers=admin)
     problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert problem["errors"]
     assert (await client.get(f"/products/{product['id']}")).json() == product
 
 
 async def test_unknown_product_is_404_and_changes_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
     before = await catalogue(client)
     unknown = MAX_ID  # the largest valid id: well-formed, never issued here
     assert_problem(await client.get(f"/products/{unknown}"), 404, "PRODUCT_NOT_FOUND")
-    r = await client.put(f"/products/{unknown}/stock", json={"stock": 3}, headers=admin_headers)
+    r = await client.put(f"/products/{unknown}/stock", json={"stock": 3}, headers=admin)
     assert_problem(r, 404, "PRODUCT_NOT_FOUND")
     assert await catalogue(client) == before
 
 
 @pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), str(10**30), "abc", "1.5", "1e3"])
 async def test_out_of_range_product_id_is_422(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], bad_id: str
+    client: httpx.AsyncClient, admin: dict[str, str], bad_id: str
 ) -> None:
     before = await catalogue(client)
     for r in (
         await client.get(f"/products/{bad_id}"),
-        await client.put(f"/products/{bad_id}/stock", json={"stock": 1}, headers=admin_headers),
+        await client.put(f"/products/{bad_id}/stock", json={"stock": 1}, headers=admin),
     ):
         assert_problem(r, 422, "VALIDATION_ERROR")
     assert await catalogue(client) == before

@@ -35,7 +35,7 @@ local total, count = tonumber(state[1]), tonumber(state[2])
 local intact = total ~= nil and count ~= nil and count == redis.call('SCARD', issued)
 """
 
-_ADMIT: Final = (
+ADMIT_SCRIPT: Final = (
     _STATE
     + """
 if not intact then return 'NEEDS_REBUILD' end
@@ -46,6 +46,8 @@ redis.call('HINCRBY', meta, 'count', 1)
 return 'ADMITTED'
 """
 )
+"""The admission script (KEYS: meta, issued; ARGV: the user id): public because the benchmarks'
+bare reference runs the very same script, so that its figures are the gate's own cost."""
 
 _UNDO: Final = (
     _STATE
@@ -152,7 +154,7 @@ class IssuanceGate:
     def __init__(self, redis: "Redis", key_prefix: str) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
-        self._admit = redis.register_script(_ADMIT)
+        self._admit = redis.register_script(ADMIT_SCRIPT)
         self._undo = redis.register_script(_UNDO)
         self._confirm = redis.register_script(_CONFIRM)
         self._is_intact = redis.register_script(_IS_INTACT)

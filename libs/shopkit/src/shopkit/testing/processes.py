@@ -1,6 +1,8 @@
 """The real services as OS processes (`python -m <service>`), each with a throwaway database
 and one shared throwaway Kafka topic prefix, so an end-to-end run never sees another's data.
-They run as in production, outside local mode, with strong secrets made for the run."""
+They run as in production, outside local mode, with strong secrets made for the run.
+
+Shared by the end-to-end and chaos tests and by the benchmarks, which start the same shop."""
 
 import asyncio
 import os
@@ -14,9 +16,18 @@ from pathlib import Path
 
 import httpx
 
-from shopkit.testing import free_port, temp_database
+from shopkit.testing.servers import free_port
+from shopkit.testing.throwaway import temp_database
 
-LOG_DIR = Path(os.environ.get("STATE_DIR", Path(__file__).resolve().parents[2] / ".local")) / "logs"
+
+def _workspace_root() -> Path:
+    """The uv workspace this package is installed from (editable: the folder holding uv.lock),
+    whose `.local` holds the logs of `make run` too; the working directory otherwise."""
+    here = Path(__file__).resolve()
+    return next((p for p in here.parents if (p / "uv.lock").is_file()), Path.cwd())
+
+
+LOG_DIR = Path(os.environ.get("STATE_DIR", _workspace_root() / ".local")) / "logs"
 
 
 @dataclass
