@@ -19,7 +19,7 @@ from shopkit.http.fast import FAST_PATH, FastPaths, derive, fast
 from shopkit.ops.runtime import Runtime
 from shopkit.settings import LOCAL_JWT_SECRET, ServiceSettings
 from shopkit.testing import running_server
-from shopkit.testing_fast import Endpoint, assert_paths_agree
+from shopkit.testing.fast_paths import Endpoint, assert_paths_agree
 
 answered: Counter[str] = Counter()
 

@@ -1,9 +1,9 @@
 """The coupon issue's fast path answers every request as its FastAPI route does
-(shopkit.testing_fast)."""
+(shopkit.testing.fast_paths)."""
 
 from coupon.config import Settings
 from coupon.main import create_app
-from shopkit.testing_fast import Endpoint, served
+from shopkit.testing.fast_paths import Endpoint, served
 
 
 async def test_the_fast_paths_answer_as_fastapi_does(settings: Settings) -> None:

@@ -1,8 +1,8 @@
-"""The charge's fast path answers every request as its FastAPI route does (shopkit.testing_fast)."""
+"""The charge's fast path answers every request as its FastAPI route does (shopkit.testing.fast_paths)."""
 
 from point.config import Settings
 from point.main import create_app
-from shopkit.testing_fast import Endpoint, served
+from shopkit.testing.fast_paths import Endpoint, served
 
 
 async def test_the_fast_paths_answer_as_fastapi_does(settings: Settings) -> None:
