@@ -18,29 +18,10 @@ from coupon.main import MIGRATIONS, build_runtime, create_app
 from shopkit.http.auth import mint
 from shopkit.ops.runtime import Runtime
 from shopkit.testing import unique
+from shopkit.testing.plugin import service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
 CouponFactory = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    return ServiceUnderTest(
-        "coupon",
-        Settings,
-        create_app,
-        MIGRATIONS,
-        overrides={"redis_key_prefix": unique("t-coupon-")},
-    )
-
-
-@pytest.fixture(scope="session")
-async def settings(settings: Settings) -> AsyncIterator[Settings]:
-    """The shared settings; this run's gate keys leave the shared Redis with them."""
-    try:
-        yield settings
-    finally:
-        await _forget_gates(settings)
 
 
 async def _forget_gates(settings: Settings) -> None:
@@ -52,6 +33,20 @@ async def _forget_gates(settings: Settings) -> None:
             await gate.redis.delete(*keys[start : start + 1_000])
     finally:
         await gate.close()
+
+
+globals().update(
+    service_fixtures(
+        ServiceUnderTest(
+            "coupon",
+            Settings,
+            create_app,
+            MIGRATIONS,
+            overrides={"redis_key_prefix": unique("t-coupon-")},
+            cleanup=_forget_gates,
+        )
+    )
+)
 
 
 @pytest.fixture

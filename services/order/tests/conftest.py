@@ -25,20 +25,22 @@ from shop_contracts import (
     topics,
 )
 from shopkit.testing import collect, eventually, publish, running_server, topic_reader
+from shopkit.testing.plugin import service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
-
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    """The order service with its workers: consumers, outbox relay, deadline sweeper."""
-    return ServiceUnderTest(
-        "order",
-        Settings,
-        create_app,
-        MIGRATIONS,
-        overrides={"deadline_sweep_interval_s": 0.2},
-        connections=200,
+# The order service with its workers: consumers, outbox relay, deadline sweeper.
+globals().update(
+    service_fixtures(
+        ServiceUnderTest(
+            "order",
+            Settings,
+            create_app,
+            MIGRATIONS,
+            overrides={"deadline_sweep_interval_s": 0.2},
+            connections=200,
+        )
     )
+)
 
 
 ApiOnly = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]

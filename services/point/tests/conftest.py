@@ -1,12 +1,10 @@
 """The point service under the shared fixtures of shopkit.testing.plugin."""
 
-import pytest
-
 from point.config import Settings
 from point.main import MIGRATIONS, create_app
+from shopkit.testing.plugin import service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
-
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    return ServiceUnderTest("point", Settings, create_app, MIGRATIONS, connections=500)
+globals().update(
+    service_fixtures(ServiceUnderTest("point", Settings, create_app, MIGRATIONS, connections=500))
+)

@@ -13,15 +13,15 @@ from product.main import MIGRATIONS, create_app
 from product.service.handlers import CONSUMERS
 from shop_contracts import topics
 from shopkit.testing import KAFKA, eventually, topic_reader
-from shopkit.testing.plugin import Token
+from shopkit.testing.plugin import Token, service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
 NewProduct = Callable[..., Awaitable[dict[str, Any]]]
 
 
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    return ServiceUnderTest("product", Settings, create_app, MIGRATIONS, connections=500)
+globals().update(
+    service_fixtures(ServiceUnderTest("product", Settings, create_app, MIGRATIONS, connections=500))
+)
 
 
 @pytest.fixture

@@ -22,27 +22,30 @@ from ranking.main import MIGRATIONS, create_app
 from shop_contracts import Envelope, OrderPaid, PaidLine, topics
 from shopkit.messaging.kafka import ensure_topics
 from shopkit.testing import asyncpg_dsn, eventually, publish_envelope
+from shopkit.testing.plugin import service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
 Sold = dict[tuple[date, int], int]
 
 
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    return ServiceUnderTest(
-        "ranking",
-        Settings,
-        create_app,
-        MIGRATIONS,
-        overrides={
-            # the tests use fixed dates in the past; nothing may expire under them
-            "retention_days": 36_500,
-            "stream_mirror_interval_s": 0.1,
-            "stream_session_timeout_s": 6,
-            # offsets are committed rarely, so a killed worker replays what it had done
-            "stream_commit_interval_s": 30,
-        },
+globals().update(
+    service_fixtures(
+        ServiceUnderTest(
+            "ranking",
+            Settings,
+            create_app,
+            MIGRATIONS,
+            overrides={
+                # the tests use fixed dates in the past; nothing may expire under them
+                "retention_days": 36_500,
+                "stream_mirror_interval_s": 0.1,
+                "stream_session_timeout_s": 6,
+                # offsets are committed rarely, so a killed worker replays what it had done
+                "stream_commit_interval_s": 30,
+            },
+        )
     )
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,8 @@
-"""The fixtures every service's tests share, as one pytest plugin (registered once, by the
-`pytest11` entry point of shopkit): a service's conftest.py only says which service it tests, in
-a session-scoped `service` fixture returning a `ServiceUnderTest`, and keeps what is its own.
-
-A conftest may override any of these by name, and may build on the shared one by asking for
-it under the same name (e.g. coupon's `settings` also clears its Redis keys at the end).
+"""The fixtures every service's tests share. The plugin (registered once, by the `pytest11`
+entry point of shopkit) holds those that are the same for every service (`http_peer`,
+`user_id`) and removes the session's topics at its end; `service_fixtures` makes a service's
+own (settings on a throwaway database, the app over HTTP, a client, …) for its conftest.py,
+which says which service it tests in a `ServiceUnderTest` and keeps only what is its own.
 """
 
 import asyncio
@@ -11,6 +10,7 @@ import functools
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import asyncpg
 import httpx
@@ -39,33 +39,71 @@ StartConsumer = Callable[..., AbstractAsyncContextManager[Producer]]
 ServePeer = Callable[[Answer], AbstractAsyncContextManager[HttpPeer]]
 
 
-@pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
-    """Defined by each service's conftest.py; this one only says so."""
-    pytest.fail("this test needs a session-scoped `service` fixture in its conftest.py")
+def service_fixtures(under_test: ServiceUnderTest) -> dict[str, Any]:
+    """The fixtures of one service's tests, for its conftest.py to take in:
 
+        globals().update(service_fixtures(ServiceUnderTest("point", Settings, create_app, …)))
 
-@pytest.fixture(scope="session")
-async def settings(service: ServiceUnderTest) -> AsyncIterator[ServiceSettings]:
-    """The service's settings on a throwaway database, migrated, and with a topic prefix of
-    this session's own; the database is dropped at the end."""
-    async with temp_database(service.name) as url:
-        settings = service.settings(
-            database_url=url,
-            kafka_topic_prefix=unique(f"t.{service.name}.") + ".",
-            **service.overrides,
-        )
-        if service.migrations is not None:
-            await upgrade(service.migrations, url)
-        yield settings
+    service, settings (a throwaway database, migrated, and a topic prefix of the session's
+    own), base_url (the app over real HTTP with its workers), sessions, token and admin: the
+    session-scoped ones. The per-test fixtures built on them (client, db, consumer) are the
+    plugin's own.
 
+    Made anew for each service rather than defined once in the plugin: a session-scoped fixture
+    is cached by pytest for the whole session, so one `settings` shared by every service's
+    tests would hand the first service's settings to all the others in one run."""
 
-@pytest.fixture(scope="session")
-async def base_url(service: ServiceUnderTest, settings: ServiceSettings) -> AsyncIterator[str]:
-    """The service's app over real HTTP with its workers (consumers, relay, sweepers), for the
-    whole session."""
-    async with running_server(service.create_app(settings)) as url:
-        yield url
+    @pytest.fixture(scope="session")
+    def service() -> ServiceUnderTest:
+        return under_test
+
+    @pytest.fixture(scope="session")
+    async def settings() -> AsyncIterator[ServiceSettings]:
+        async with temp_database(under_test.name) as url:
+            settings = under_test.settings(
+                database_url=url,
+                kafka_topic_prefix=unique(f"t.{under_test.name}.") + ".",
+                **under_test.overrides,
+            )
+            if under_test.migrations is not None:
+                await upgrade(under_test.migrations, url)
+            try:
+                yield settings
+            finally:
+                if under_test.cleanup is not None:
+                    await under_test.cleanup(settings)
+
+    @pytest.fixture(scope="session")
+    async def base_url(settings: ServiceSettings) -> AsyncIterator[str]:
+        async with running_server(under_test.create_app(settings)) as url:
+            yield url
+
+    @pytest.fixture(scope="session")
+    async def sessions(
+        settings: ServiceSettings,
+    ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+        engine = create_engine(settings)
+        try:
+            yield session_factory(engine)
+        finally:
+            await engine.dispose()
+
+    @pytest.fixture(scope="session")
+    def token(settings: ServiceSettings) -> Token:
+        return functools.partial(bearer, settings.jwt_secret)
+
+    @pytest.fixture(scope="session")
+    def admin(token: Token) -> dict[str, str]:
+        return token("1", "admin")
+
+    return {
+        "service": service,
+        "settings": settings,
+        "base_url": base_url,
+        "sessions": sessions,
+        "token": token,
+        "admin": admin,
+    }
 
 
 @pytest.fixture
@@ -85,18 +123,6 @@ async def db(settings: ServiceSettings) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
-
-
-@pytest.fixture(scope="session")
-async def sessions(
-    settings: ServiceSettings,
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """SQLAlchemy sessions on the service's database, without its HTTP shell or workers."""
-    engine = create_engine(settings)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -119,18 +145,6 @@ def http_peer() -> ServePeer:
 def user_id() -> int:
     """A user no other test uses."""
     return random.randint(1, 2**62)
-
-
-@pytest.fixture(scope="session")
-def token(settings: ServiceSettings) -> Token:
-    """`token(sub, role="user", ttl_s=3600)`: an Authorization header with a signed JWT."""
-    return functools.partial(bearer, settings.jwt_secret)
-
-
-@pytest.fixture(scope="session")
-def admin(token: Token) -> dict[str, str]:
-    """The Authorization header of an admin."""
-    return token("1", "admin")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -2,7 +2,7 @@
 one `ServiceUnderTest` from a session-scoped `service` fixture, and the fixtures of
 `shopkit.testing.plugin` (settings, the app over HTTP, a client, the database…) do the rest."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ class ServiceUnderTest:
     """Settings its tests need other than the defaults (faster sweeps, a Redis key prefix…)."""
     connections: int = 100
     """How many connections its test client may open at once (the concurrency its tests use)."""
+    cleanup: Callable[[Any], Awaitable[None]] | None = None
+    """What its settings leave outside the throwaway database, removed at the session's end
+    (e.g. coupon's keys in the shared Redis)."""
 
     def client(self, base_url: str, settings: ServiceSettings) -> httpx.AsyncClient:
         """A client of one instance of the service, acting as the user each request is about."""
