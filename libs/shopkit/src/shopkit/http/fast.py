@@ -30,11 +30,11 @@ model, and no cookie, form or security-scope parameters.
 """
 
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, TypeVar, get_args, get_origin, get_type_hints
 
+import orjson
 from fastapi import params
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -92,22 +92,27 @@ class _Call:
         return self.response
 
 
-Resolve = Callable[[_Call], Awaitable[Any]]
+Resolve = Callable[[_Call], Any]
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """A callable and how to produce each of its arguments (dependencies first, as FastAPI
-    solves them)."""
+    """A callable and how to produce each of its arguments: its dependencies first (awaited,
+    in order, as FastAPI solves them), then the values read from the request."""
 
     call: Callable[..., Awaitable[Any]]
-    arguments: tuple[tuple[str, Resolve], ...]
+    dependencies: tuple[tuple[str, "_Plan"], ...]
+    values: tuple[tuple[str, Resolve], ...]
     cached: bool
 
     async def run(self, call: _Call) -> Any:
         if self.cached and self.call in call.cache:
             return call.cache[self.call]
-        kwargs = {name: await resolve(call) for name, resolve in self.arguments}
+        kwargs = {}
+        for name, dependency in self.dependencies:
+            kwargs[name] = await dependency.run(call)
+        for name, resolve in self.values:
+            kwargs[name] = resolve(call)
         value = await self.call(**kwargs)
         if self.cached:
             call.cache[self.call] = value
@@ -120,7 +125,7 @@ def _plan(
     if not inspect.iscoroutinefunction(call):
         raise TypeError(f"{route.path}: {call!r} must be an `async def` for a fast path")
     hints = get_type_hints(call, include_extras=True)
-    dependencies: list[tuple[str, Resolve]] = []
+    dependencies: list[tuple[str, _Plan]] = []
     others: list[tuple[str, Resolve]] = []
     for parameter in inspect.signature(call).parameters.values():
         annotation = hints.get(parameter.name, Any)
@@ -140,8 +145,7 @@ def _plan(
             dependency = marker.dependency
             if dependency is None:
                 raise TypeError(f"{route.path}: Depends() without a callable in {name}")
-            sub = _plan(dependency, route, cached=marker.use_cache)
-            dependencies.append((name, sub.run))
+            dependencies.append((name, _plan(dependency, route, cached=marker.use_cache)))
         elif isinstance(base, type) and issubclass(base, Request):
             others.append((name, _request))
         elif isinstance(base, type) and issubclass(base, Response):
@@ -165,25 +169,25 @@ def _plan(
             others.append((name, _body(base)))
         else:
             raise TypeError(f"{route.path}: parameter {name} ({annotation!r}) has no fast path")
-    return _Plan(call, (*dependencies, *others), cached)
+    return _Plan(call, tuple(dependencies), tuple(others), cached)
 
 
 def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-async def _request(call: _Call) -> Request:
+def _request(call: _Call) -> Request:
     return call.the_request()
 
 
-async def _response(call: _Call) -> Response:
+def _response(call: _Call) -> Response:
     return call.the_response()
 
 
 def _path_param(name: str, annotation: Any) -> Resolve:
     adapter: TypeAdapter[Any] = TypeAdapter(annotation)
 
-    async def resolve(call: _Call) -> Any:
+    def resolve(call: _Call) -> Any:
         try:
             return adapter.validate_python(call.path[name])
         except ValidationError:
@@ -195,7 +199,7 @@ def _path_param(name: str, annotation: Any) -> Resolve:
 def _absent_header(name: bytes, parameter: inspect.Parameter) -> Resolve:
     default = _default(parameter)
 
-    async def resolve(call: _Call) -> Any:
+    def resolve(call: _Call) -> Any:
         if call.header(name) is not None:
             raise HandOff
         return default
@@ -206,7 +210,7 @@ def _absent_header(name: bytes, parameter: inspect.Parameter) -> Resolve:
 def _absent_query(parameter: inspect.Parameter, marker: Any) -> Resolve:
     default = _default(parameter) if marker is None else marker.default
 
-    async def resolve(call: _Call) -> Any:
+    def resolve(call: _Call) -> Any:
         if call.scope.get("query_string"):
             raise HandOff
         return default
@@ -224,10 +228,12 @@ def _default(parameter: inspect.Parameter) -> Any:
 
 
 def _body(model: type[BaseModel]) -> Resolve:
-    """As FastAPI: the JSON body (json.loads), validated as the model (validate_python)."""
+    """As FastAPI: the JSON body, validated as the model (validate_python). orjson takes a
+    subset of what json.loads takes (strict RFC 8259: no NaN, no lone surrogates, no int past
+    64 bits) and reads the rest alike: what it refuses goes on to FastAPI."""
     adapter: TypeAdapter[Any] = TypeAdapter(model)
 
-    async def resolve(call: _Call) -> Any:
+    def resolve(call: _Call) -> Any:
         content_type = call.header(b"content-type")
         if (
             not call.body
@@ -236,8 +242,8 @@ def _body(model: type[BaseModel]) -> Resolve:
         ):
             raise HandOff
         try:
-            return adapter.validate_python(json.loads(call.body), from_attributes=True)
-        except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
+            return adapter.validate_python(orjson.loads(call.body), from_attributes=True)
+        except (orjson.JSONDecodeError, ValidationError):
             raise HandOff from None
 
     return resolve
@@ -252,6 +258,9 @@ class FastRoute:
     plan: _Plan
     reads_body: bool
     response: TypeAdapter[Any]
+    model: Any
+    """the response model: an instance of exactly it is not validated again (FastAPI's own
+    validation passes it through unchanged)"""
 
     @classmethod
     def derive(cls, route: APIRoute) -> "FastRoute":
@@ -266,20 +275,28 @@ class FastRoute:
             plan,
             reads_body=method in _BODY_METHODS,
             response=TypeAdapter(route.response_model),
+            model=_unrevalidated(route.response_model),
         )
 
     def render(self, value: Any, call: _Call) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """As FastAPI's route: the value validated as the response model and dumped to JSON;
         the status and headers the endpoint set on its `Response` parameter win."""
-        body = self.response.dump_json(
-            self.response.validate_python(value, from_attributes=True), by_alias=True
-        )
+        if type(value) is not self.model:
+            value = self.response.validate_python(value, from_attributes=True)
+        body = self.response.dump_json(value, by_alias=True)
         temporal = call.response
         status = (temporal.status_code if temporal else None) or self.route.status_code or 200
         headers = [(b"content-length", str(len(body)).encode()), _JSON]
         if temporal is not None:
             headers.extend(temporal.raw_headers)
         return status, headers, body
+
+
+def _unrevalidated(model: Any) -> Any:
+    """The model whose instances validate as themselves, or None."""
+    if _is_model(model) and model.model_config.get("revalidate_instances", "never") == "never":
+        return model
+    return None
 
 
 def derive(routes: Sequence[Any]) -> tuple[FastRoute, ...]:
