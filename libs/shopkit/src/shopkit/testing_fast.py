@@ -183,10 +183,15 @@ def _latency_samples() -> dict[tuple[str, str, str], float]:
 
 
 def _new_samples(
-    before: dict[tuple[str, str, str], float],
+    before: dict[tuple[str, str, str], float], route: str
 ) -> dict[tuple[str, str, str], float]:
+    """What the endpoint's route observed since `before` (the state reads are other routes')."""
     after = _latency_samples()
-    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+    return {
+        k: v - before.get(k, 0.0)
+        for k, v in after.items()
+        if v != before.get(k, 0.0) and k[1] in (route, "unmatched")
+    }
 
 
 def _header(headers: bytes, name: bytes) -> str | None:
@@ -203,12 +208,12 @@ async def _answer(base_url: str, probe: Probe, endpoint: Endpoint) -> Answer:
     before = _latency_samples()
     request_id = f"probe-{next(_ids)}"
     status, headers, content = await _send(base_url, probe, request_id)
-    metrics = _new_samples(before)
+    metrics = _new_samples(before, endpoint.route)
     for _ in range(500):  # a cut-short request ends in the server after the client has gone
         if metrics:
             break
         await asyncio.sleep(0.01)
-        metrics = _new_samples(before)
+        metrics = _new_samples(before, endpoint.route)
     if probe.cut_short and state is not None:
         assert await state(probe.user) == before_state, f"{probe.path}: a cut-short body acted"
     try:
