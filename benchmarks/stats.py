@@ -222,6 +222,12 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
     charts: list[tuple[str, str]] = []
     by_name = {(o.kind, o.name): o for o in outcomes}
 
+    def save(fig: Any, name: str, title: str) -> None:
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=90)
+        plt.close(fig)
+        charts.append((title, name))
+
     compared = [o for o in outcomes if o.kind == "scenario" and o.reference and o.rate]
     if compared:
         fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -235,10 +241,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("requests / s")
         ax.set_title("Throughput vs the bare reference (same wrk settings)")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "throughput.png", dpi=90)
-        plt.close(fig)
-        charts.append(("throughput vs reference", "throughput.png"))
+        save(fig, "throughput.png", "throughput vs reference")
 
     loaded = [o for o in outcomes if o.wrk and o.wrk.requests and "steps" not in o.details]
     if loaded:
@@ -261,10 +264,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("ms (log)")
         ax.set_title("HTTP latency seen by wrk")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "latency.png", dpi=90)
-        plt.close(fig)
-        charts.append(("HTTP latency", "latency.png"))
+        save(fig, "latency.png", "HTTP latency")
 
     steps = [s for o in outcomes if o.name == "orders" for s in o.details.get("steps", [])]
     if steps:
@@ -287,10 +287,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         thr.set_ylabel("per second")
         thr.set_title("Order throughput vs rate")
         thr.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "orders.png", dpi=90)
-        plt.close(fig)
-        charts.append(("orders: POST→PAID latency and throughput vs rate", "orders.png"))
+        save(fig, "orders.png", "orders: POST→PAID latency and throughput vs rate")
 
     measured = [o for o in outcomes if o.figures and o.figures.cpu_s]
     if measured:
@@ -317,8 +314,5 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("cores busy (CPU s / s)")
         ax.set_title("Where the CPU went")
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(directory / "cpu.png", dpi=90)
-        plt.close(fig)
-        charts.append(("CPU per process", "cpu.png"))
+        save(fig, "cpu.png", "CPU per process")
     return charts
