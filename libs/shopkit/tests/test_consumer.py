@@ -138,6 +138,25 @@ async def test_unparseable_message_is_dead_lettered(
     assert dead.value == b"{not json"
 
 
+async def _handled_once_not_dead_lettered(
+    settings: ServiceSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    handler: Handler,
+    order_id: uuid.UUID,
+) -> None:
+    """One event for `handler`, whose failures are transient: handled once in the end, and
+    never dead-lettered meanwhile."""
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, handler),
+    ):
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
+        late = await dead_letters.getmany(timeout_ms=500)
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1
+
+
 async def test_a_database_outage_is_waited_out_not_dead_lettered(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -151,16 +170,8 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered(
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
         await record_effect(uow, payment, envelope)
 
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, flaky),
-    ):
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
-        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
-        late = await dead_letters.getmany(timeout_ms=500)
+    await _handled_once_not_dead_lettered(settings, sessions, flaky, order_id)
     assert failures == settings.consumer_max_retries + 3
-    assert not any(late.values())
-    assert await effect_count(sessions, order_id) == 1
 
 
 async def test_another_consumers_event_is_skipped_unread_by_its_header(
@@ -237,16 +248,8 @@ async def test_a_statement_timeout_is_retried_while_it_lasts_not_dead_lettered(
             await uow.session.execute(text("SELECT pg_sleep(0.5)"))
         await record_effect(uow, payment, envelope)
 
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, slow_database),
-    ):
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
-        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
-        late = await dead_letters.getmany(timeout_ms=500)
+    await _handled_once_not_dead_lettered(settings, sessions, slow_database, order_id)
     assert timeouts == settings.consumer_max_retries + 4
-    assert not any(late.values())
-    assert await effect_count(sessions, order_id) == 1
 
 
 async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
