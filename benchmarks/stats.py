@@ -147,26 +147,28 @@ def _cpu_table(outcomes: list[Outcome]) -> list[str]:
     if not measured:
         return []
     names = list(dict.fromkeys(n for o in measured if o.figures for n in o.figures.cpu_s))
-    lines = [
-        "## CPU seconds per process",
-        "",
-        "User + system time during the scenario (for orders: load and drain), each process "
-        "with its children; postgres = the postmaster and every backend; wrk from its rusage.",
-        "",
-        "| scenario | s | " + " | ".join(names) + " | CPU ms / request |",
-        "|---|---:|" + "---:|" * len(names) + "---:|",
-    ]
+    rows = []
     for o in measured:
         assert o.figures is not None
         cpu = o.figures.cpu_s
         requests = o.wrk.requests if o.wrk else 0
         per_request = sum(cpu.values()) * 1000 / requests if requests else None
-        lines.append(
-            f"| {o.name} | {o.figures.seconds:.1f} | "
-            + " | ".join(f"{cpu.get(n, 0.0):.2f}" for n in names)
-            + f" | {_num(per_request, 3)} |"
+        rows.append(
+            [
+                o.name,
+                f"{o.figures.seconds:.1f}",
+                *(f"{cpu.get(n, 0.0):.2f}" for n in names),
+                _num(per_request, 3),
+            ]
         )
-    return [*lines, ""]
+    return _section(
+        "CPU seconds per process",
+        "User + system time during the scenario (for orders: load and drain), each process "
+        "with its children; postgres = the postmaster and every backend; wrk from its rusage.",
+        ["scenario", "s", *names, "CPU ms / request"],
+        ["---", *["---:"] * (len(names) + 2)],
+        rows,
+    )
 
 
 def _connections_table(outcomes: list[Outcome]) -> list[str]:
@@ -175,26 +177,42 @@ def _connections_table(outcomes: list[Outcome]) -> list[str]:
         return []
     assert measured[0].figures is not None
     dbs = list(measured[0].figures.connections["opened_still_open"])
-    lines = [
-        "## PostgreSQL connections opened during each scenario",
-        "",
-        "Per database: connections opened during the scenario and still open at its end "
-        "(pg_stat_activity.backend_start) / sessions started (pg_stat_database.sessions, "
-        "including those closed again). Backends = every client backend of the server.",
-        "",
-        "| scenario | " + " | ".join(dbs) + " | backends before → after |",
-        "|---|" + "---:|" * len(dbs) + "---|",
-    ]
+    rows = []
     for o in measured:
         assert o.figures is not None
         c = o.figures.connections
         cells = [f"{c['opened_still_open'][d]} / {c['sessions_started'][d]}" for d in dbs]
-        lines.append(
-            f"| {o.name} | "
-            + " | ".join(cells)
-            + f" | {c['backends_before']} → {c['backends_after']} |"
-        )
-    return [*lines, ""]
+        rows.append([o.name, *cells, f"{c['backends_before']} → {c['backends_after']}"])
+    return _section(
+        "PostgreSQL connections opened during each scenario",
+        "Per database: connections opened during the scenario and still open at its end "
+        "(pg_stat_activity.backend_start) / sessions started (pg_stat_database.sessions, "
+        "including those closed again). Backends = every client backend of the server.",
+        ["scenario", *dbs, "backends before → after"],
+        ["---", *["---:"] * len(dbs), "---"],
+        rows,
+    )
+
+
+def _section(
+    title: str, about: str, head: list[str], align: list[str], rows: list[list[str]]
+) -> list[str]:
+    """A section of the report: its title, a paragraph, and a Markdown table (`align` holds each
+    column's separator cell: ---: right-aligns it)."""
+
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [
+        f"## {title}",
+        "",
+        about,
+        "",
+        row(head),
+        "|" + "".join(f"{a}|" for a in align),
+        *(row(r) for r in rows),
+        "",
+    ]
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> list[str]:
