@@ -147,26 +147,28 @@ def _cpu_table(outcomes: list[Outcome]) -> list[str]:
     if not measured:
         return []
     names = list(dict.fromkeys(n for o in measured if o.figures for n in o.figures.cpu_s))
-    lines = [
-        "## CPU seconds per process",
-        "",
-        "User + system time during the scenario (for orders: load and drain), each process "
-        "with its children; postgres = the postmaster and every backend; wrk from its rusage.",
-        "",
-        "| scenario | s | " + " | ".join(names) + " | CPU ms / request |",
-        "|---|---:|" + "---:|" * len(names) + "---:|",
-    ]
+    rows = []
     for o in measured:
         assert o.figures is not None
         cpu = o.figures.cpu_s
         requests = o.wrk.requests if o.wrk else 0
         per_request = sum(cpu.values()) * 1000 / requests if requests else None
-        lines.append(
-            f"| {o.name} | {o.figures.seconds:.1f} | "
-            + " | ".join(f"{cpu.get(n, 0.0):.2f}" for n in names)
-            + f" | {_num(per_request, 3)} |"
+        rows.append(
+            [
+                o.name,
+                f"{o.figures.seconds:.1f}",
+                *(f"{cpu.get(n, 0.0):.2f}" for n in names),
+                _num(per_request, 3),
+            ]
         )
-    return [*lines, ""]
+    return _section(
+        "CPU seconds per process",
+        "User + system time during the scenario (for orders: load and drain), each process "
+        "with its children; postgres = the postmaster and every backend; wrk from its rusage.",
+        ["scenario", "s", *names, "CPU ms / request"],
+        ["---", *["---:"] * (len(names) + 2)],
+        rows,
+    )
 
 
 def _connections_table(outcomes: list[Outcome]) -> list[str]:
@@ -175,26 +177,42 @@ def _connections_table(outcomes: list[Outcome]) -> list[str]:
         return []
     assert measured[0].figures is not None
     dbs = list(measured[0].figures.connections["opened_still_open"])
-    lines = [
-        "## PostgreSQL connections opened during each scenario",
-        "",
-        "Per database: connections opened during the scenario and still open at its end "
-        "(pg_stat_activity.backend_start) / sessions started (pg_stat_database.sessions, "
-        "including those closed again). Backends = every client backend of the server.",
-        "",
-        "| scenario | " + " | ".join(dbs) + " | backends before → after |",
-        "|---|" + "---:|" * len(dbs) + "---|",
-    ]
+    rows = []
     for o in measured:
         assert o.figures is not None
         c = o.figures.connections
         cells = [f"{c['opened_still_open'][d]} / {c['sessions_started'][d]}" for d in dbs]
-        lines.append(
-            f"| {o.name} | "
-            + " | ".join(cells)
-            + f" | {c['backends_before']} → {c['backends_after']} |"
-        )
-    return [*lines, ""]
+        rows.append([o.name, *cells, f"{c['backends_before']} → {c['backends_after']}"])
+    return _section(
+        "PostgreSQL connections opened during each scenario",
+        "Per database: connections opened during the scenario and still open at its end "
+        "(pg_stat_activity.backend_start) / sessions started (pg_stat_database.sessions, "
+        "including those closed again). Backends = every client backend of the server.",
+        ["scenario", *dbs, "backends before → after"],
+        ["---", *["---:"] * len(dbs), "---"],
+        rows,
+    )
+
+
+def _section(
+    title: str, about: str, head: list[str], align: list[str], rows: list[list[str]]
+) -> list[str]:
+    """A section of the report: its title, a paragraph, and a Markdown table (`align` holds each
+    column's separator cell: ---: right-aligns it)."""
+
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [
+        f"## {title}",
+        "",
+        about,
+        "",
+        row(head),
+        "|" + "".join(f"{a}|" for a in align),
+        *(row(r) for r in rows),
+        "",
+    ]
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> list[str]:
@@ -222,6 +240,12 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
     charts: list[tuple[str, str]] = []
     by_name = {(o.kind, o.name): o for o in outcomes}
 
+    def save(fig: Any, name: str, title: str) -> None:
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=90)
+        plt.close(fig)
+        charts.append((title, name))
+
     compared = [o for o in outcomes if o.kind == "scenario" and o.reference and o.rate]
     if compared:
         fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -235,10 +259,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("requests / s")
         ax.set_title("Throughput vs the bare reference (same wrk settings)")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "throughput.png", dpi=90)
-        plt.close(fig)
-        charts.append(("throughput vs reference", "throughput.png"))
+        save(fig, "throughput.png", "throughput vs reference")
 
     loaded = [o for o in outcomes if o.wrk and o.wrk.requests and "steps" not in o.details]
     if loaded:
@@ -261,10 +282,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("ms (log)")
         ax.set_title("HTTP latency seen by wrk")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "latency.png", dpi=90)
-        plt.close(fig)
-        charts.append(("HTTP latency", "latency.png"))
+        save(fig, "latency.png", "HTTP latency")
 
     steps = [s for o in outcomes if o.name == "orders" for s in o.details.get("steps", [])]
     if steps:
@@ -287,10 +305,7 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         thr.set_ylabel("per second")
         thr.set_title("Order throughput vs rate")
         thr.legend()
-        fig.tight_layout()
-        fig.savefig(directory / "orders.png", dpi=90)
-        plt.close(fig)
-        charts.append(("orders: POST→PAID latency and throughput vs rate", "orders.png"))
+        save(fig, "orders.png", "orders: POST→PAID latency and throughput vs rate")
 
     measured = [o for o in outcomes if o.figures and o.figures.cpu_s]
     if measured:
@@ -317,8 +332,5 @@ def _charts(outcomes: list[Outcome], directory: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("cores busy (CPU s / s)")
         ax.set_title("Where the CPU went")
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(directory / "cpu.png", dpi=90)
-        plt.close(fig)
-        charts.append(("CPU per process", "cpu.png"))
+        save(fig, "cpu.png", "CPU per process")
     return charts

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .stack_model import ROOT, LocalStack, resolve
+from .stack_model import ROOT, LocalStack, gateway_upstreams, resolve
 
 POSTGRES_INIT = ROOT / "deploy" / "docker" / "postgres-init"
 _CREATE_DATABASE = re.compile(r"CREATE\s+DATABASE\s+\"?(\w+)\"?", re.IGNORECASE)
@@ -225,25 +225,20 @@ def _check_gateway(
     mounts = " ".join(str(v) for v in gateway.get("volumes") or [])
     if "deploy/gateway/gateway.conf.template:/etc/nginx/templates/" not in mounts:
         problems.append("compose gateway: must mount deploy/gateway/gateway.conf.template")
-    for var, value in sorted(env.items()):
-        match = re.fullmatch(r"GATEWAY_([A-Z]+)_UPSTREAM", var)
-        if not match:
-            continue
-        module = match.group(1).lower()
-        host, _, upstream_port = value.partition(":")
-        process = stack.process(module)
-        if apps.get(host) != module:
+    for up in gateway_upstreams(env):
+        process = stack.process(up.module)
+        if apps.get(up.host) != up.module:
             problems.append(
-                f"compose gateway: {var}={value} but compose service {host!r} does not run {module}"
+                f"compose gateway: {up.var}={up.value} but compose service {up.host!r} does not run {up.module}"
             )
         elif process is None:
             problems.append(
-                f"compose gateway: {var} routes to {module}, which the local stack does not run"
+                f"compose gateway: {up.var} routes to {up.module}, which the local stack does not run"
             )
-        elif str(process.port) != upstream_port:
+        elif str(process.port) != up.port:
             problems.append(
-                f"compose gateway: {var}={value} but {module} listens on {process.port if process else '?'}"
+                f"compose gateway: {up.var}={up.value} but {up.module} listens on {process.port if process else '?'}"
             )
-        if not depends_healthy(gateway, host):
-            problems.append(f"compose gateway: must depend on {host} being healthy")
+        if not depends_healthy(gateway, up.host):
+            problems.append(f"compose gateway: must depend on {up.host} being healthy")
     return problems

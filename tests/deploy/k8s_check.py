@@ -6,7 +6,6 @@ environment variable names."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import shutil
 from collections import Counter
@@ -15,7 +14,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from .stack_model import GATEWAY_TEMPLATE, ROOT, LocalStack
+from .stack_model import GATEWAY_TEMPLATE, ROOT, LocalStack, gateway_upstreams
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -424,36 +423,34 @@ def _check_gateway(
             problems.append(
                 f"{where}: the mounted template is not deploy/gateway/gateway.conf.template"
             )
-    for var, value in sorted(env.items()):
-        match = re.fullmatch(r"GATEWAY_([A-Z]+)_UPSTREAM", var)
-        if not match:
-            continue
-        module = match.group(1).lower()
-        host, _, port = value.partition(":")
-        service = services.get(host)
+    for up in gateway_upstreams(env):
+        service = services.get(up.host)
         if service is None:
-            problems.append(f"{where}: {var}={value}, but there is no Service/{host}")
+            problems.append(f"{where}: {up.var}={up.value}, but there is no Service/{up.host}")
             continue
-        [service_port] = [p for p in service["spec"]["ports"] if str(p["port"]) == port] or [None]
-        process = stack.process(module)
+        ports = [p for p in service["spec"]["ports"] if str(p["port"]) == up.port]
+        [service_port] = ports or [None]
+        process = stack.process(up.module)
         if process is None:
             problems.append(
-                f"{where}: {var} routes to {module}, which the local stack does not run"
+                f"{where}: {up.var} routes to {up.module}, which the local stack does not run"
             )
             continue
         if service_port is None:
-            problems.append(f"{where}: {var}={value}, but Service/{host} has no port {port}")
+            problems.append(
+                f"{where}: {up.var}={up.value}, but Service/{up.host} has no port {up.port}"
+            )
             continue
         for target in deployments.values():
             labels = target["spec"]["template"]["metadata"].get("labels") or {}
             if _selects(service["spec"]["selector"], labels):
                 [c] = target["spec"]["template"]["spec"]["containers"]
-                if module_of(c) != module:
+                if module_of(c) != up.module:
                     problems.append(
-                        f"{where}: {var} reaches Deployment/{target['metadata']['name']}, which does not run {module}"
+                        f"{where}: {up.var} reaches Deployment/{target['metadata']['name']}, which does not run {up.module}"
                     )
-                if str(process.port) != port:
+                if str(process.port) != up.port:
                     problems.append(
-                        f"{where}: {var}={value}, but {module} listens on {process.port}"
+                        f"{where}: {up.var}={up.value}, but {up.module} listens on {process.port}"
                     )
     return problems

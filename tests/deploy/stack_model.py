@@ -39,6 +39,7 @@ _ENTRY = re.compile(r'^\s*"([^"|]+)\|([^"|]+)\|([^"]+)"\s*$')
 _URL = re.compile(r"^https?://[^:/]+:(?:\$\{(\w+):-(\d+)\}|(\d+))(/\S*)$")
 _SHELL_DEFAULT = re.compile(r'^(\w+)="\$\{(\w+):-([^}]*)\}"', re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\$\{(GATEWAY_[A-Z0-9_]+)\}")
+_UPSTREAM = re.compile(r"GATEWAY_([A-Z]+)_UPSTREAM")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,27 @@ class LocalStack:
 
     def process(self, module: str) -> LocalProcess | None:
         return next((p for p in self.processes if p.module == module), None)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A GATEWAY_<SERVICE>_UPSTREAM variable of the gateway: where it sends the service's routes."""
+
+    var: str
+    value: str  # host:port
+    module: str  # the service's module, e.g. "coupon"
+    host: str
+    port: str
+
+
+def gateway_upstreams(env: Mapping[str, str]) -> list[Upstream]:
+    """The GATEWAY_<SERVICE>_UPSTREAM variables of a gateway's environment, by name."""
+    upstreams = []
+    for var, value in sorted(env.items()):
+        if match := _UPSTREAM.fullmatch(var):
+            host, _, port = value.partition(":")
+            upstreams.append(Upstream(var, value, match.group(1).lower(), host, port))
+    return upstreams
 
 
 def parse_processes(run_sh: str, extra: str | None = None) -> list[LocalProcess]:

@@ -65,6 +65,56 @@ stop_pid() {
   sleep 0.5
 }
 
+# pidfile_pid FILE: the pid recorded in FILE ("" when there is none).
+pidfile_pid() { cat "$1" 2>/dev/null || true; }
+
+# reuse_listening NAME PIDFILE PATTERN HOST PORT WHERE: true, after saying whose it is, when
+# something already accepts connections on HOST:PORT (WHERE: how the messages name the place).
+reuse_listening() {
+  local name="$1" pid; pid="$(pidfile_pid "$2")"
+  port_open "$4" "$5" || return 1
+  if marker_exists "$name" && pid_alive "$pid" "$3"; then
+    log "$name: already running (ours, pid $pid) on $6"
+  else
+    log "$name: something already listens on $6, reusing it (not ours)"
+  fi
+}
+
+# start_detached NAME PORT PIDFILE LOGFILE COMMAND...: COMMAND in the background, in a session of
+# its own, without the lock's fd 9, its output in LOGFILE (the previous one kept as LOGFILE.1).
+# The shell that starts it writes its own pid to PIDFILE and then becomes COMMAND (exec), so the
+# pid file is COMMAND's. Sets PID and the marker of NAME; dies when no pid file appears in 5s.
+start_detached() {
+  local name="$1" port="$2" pidfile="$3" logfile="$4" i; shift 4
+  [ -f "$logfile" ] && mv -f "$logfile" "$logfile.1"
+  # shellcheck disable=SC2016
+  setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' bash "$pidfile" "$@" \
+    </dev/null >"$logfile" 2>&1 9>&- &
+  for ((i = 0; i < 50; i++)); do [ -s "$pidfile" ] && break; sleep 0.1; done
+  PID="$(pidfile_pid "$pidfile")"
+  [ -n "$PID" ] || die "$name: did not start (no pid file)"
+  marker_set "$name" "pid=$PID port=$port"
+}
+
+# status_up NAME PIDFILE PATTERN WHERE [DETAIL]: the status line of NAME answering on WHERE, ours
+# (`up` started it and its process runs; DETAIL follows its pid) or not.
+status_up() {
+  local pid; pid="$(pidfile_pid "$2")"
+  if marker_exists "$1" && pid_alive "$pid" "$3"; then
+    printf '%-10s up        %s  ours, pid %s%s\n' "$1" "$4" "$pid" "${5:-}"
+  else
+    printf '%-10s up        %s  not ours\n' "$1" "$4"
+  fi
+}
+
+# stop_ours NAME PIDFILE PATTERN TIMEOUT: stops the process `up` started (stop_pid), then forgets
+# its pid file and marker.
+stop_ours() {
+  stop_pid "$1" "$(pidfile_pid "$2")" "$3" "$4"
+  rm -f "$2"
+  marker_clear "$1"
+}
+
 show_log_tail() {
   local f="$1"
   if [ -f "$f" ]; then
@@ -90,6 +140,19 @@ apt_install() {
   log "apt-get install $*"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >/dev/null 9>&-
+}
+
+# apt_install_unstarted PACKAGE...: apt_install, with a policy-rc.d that keeps the packages from
+# starting their services meanwhile (we start our own); a policy-rc.d already there is left alone.
+apt_install_unstarted() {
+  local had_policy=1
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    had_policy=0
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+  fi
+  apt_install "$@"
+  [ "$had_policy" = 1 ] || $SUDO rm -f /usr/sbin/policy-rc.d
 }
 
 # Serialises concurrent up/down. Every long-lived process we start gets `9>&-`: a daemon that

@@ -55,13 +55,17 @@ ensure_kafka_libs() {
   log "kafka: $(ls "$KAFKA_LIBS" | wc -l) jars resolved in $(( $(now) - t0 ))s"
 }
 
-kafka_java() {
-  # shellcheck disable=SC2086
-  "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$LOG_DIR" \
-    ${KAFKA_OPTS:-} -cp "$KAFKA_LIBS/*" "$@"
+# Sets KAFKA_JVM: the JVM of the broker and of Kafka's tools, with its options and class path, to
+# be followed by the main class and its arguments. After ensure_java.
+kafka_jvm() {
+  # shellcheck disable=SC2206  # the *_OPTS are lists of options
+  KAFKA_JVM=("$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$LOG_DIR"
+    ${KAFKA_OPTS:-} -cp "$KAFKA_LIBS/*")
 }
+
+kafka_java() { kafka_jvm; "${KAFKA_JVM[@]}" "$@"; }
 
 # A real Kafka request (Metadata v1) with the Python stdlib: true when a broker answers with
 # at least one broker in its metadata. Returns 2 when python3 is not available.
@@ -100,15 +104,8 @@ kafka_up() {
     log "kafka: external ($KAFKA_BOOTSTRAP_SERVERS), not managed here"
     return 0
   fi
-  local pid; pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
-  if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
-    if marker_exists kafka && pid_alive "$pid" "$KAFKA_MAIN"; then
-      log "kafka: already running (ours, pid $pid) on $KAFKA_HOST:$KAFKA_PORT"
-    else
-      log "kafka: something already listens on $KAFKA_HOST:$KAFKA_PORT, reusing it (not ours)"
-    fi
-    return 0
-  fi
+  reuse_listening kafka "$KAFKA_PIDFILE" "$KAFKA_MAIN" "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_HOST:$KAFKA_PORT" && return 0
+  local pid; pid="$(pidfile_pid "$KAFKA_PIDFILE")"
   if marker_exists kafka && pid_alive "$pid" "$KAFKA_MAIN"; then
     log "kafka: ours (pid $pid) is running but not answering yet; waiting"
     kafka_wait "$pid"
@@ -142,23 +139,11 @@ kafka_up() {
     fi
   fi
 
-  [ -f "$KAFKA_LOG" ] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
   log "kafka: starting Kafka $KAFKA_VERSION on $KAFKA_HOST:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT), log $KAFKA_LOG"
-  # The inner shell records its own pid, then becomes the JVM (exec), so the pid file is the JVM's.
-  export JAVA KAFKA_HEAP_OPTS KAFKA_LIBS KAFKA_PIDFILE LOG_DIR SCRIPT_DIR KAFKA_STATE
-  export KAFKA_OPTS="${KAFKA_OPTS:-}"
-  setsid nohup bash -c '
-    echo $$ >"$KAFKA_PIDFILE"
-    exec "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-      -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$SCRIPT_DIR/kafka/log4j2.properties" -Dkafka.logs.dir="$LOG_DIR" \
-      $KAFKA_OPTS -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_STATE/server.properties"
-  ' </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
-  local i
-  for ((i = 0; i < 50; i++)); do [ -s "$KAFKA_PIDFILE" ] && break; sleep 0.1; done
-  pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
-  [ -n "$pid" ] || die "kafka: did not start (no pid file)"
-  marker_set kafka "pid=$pid port=$KAFKA_PORT"
+  kafka_jvm
+  start_detached kafka "$KAFKA_PORT" "$KAFKA_PIDFILE" "$KAFKA_LOG" \
+    "${KAFKA_JVM[@]}" "$KAFKA_MAIN" "$KAFKA_STATE/server.properties"
+  pid="$PID"
   kafka_wait "$pid"
   log "kafka: ready (pid $pid) in $(( $(now) - t0 ))s"
 }
@@ -193,11 +178,8 @@ kafka_down() {
     fi
     return 0
   fi
-  local pid; pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
   # Controlled shutdown of a single node takes a few seconds.
-  stop_pid kafka "$pid" "$KAFKA_MAIN" 60
-  rm -f "$KAFKA_PIDFILE"
-  marker_clear kafka
+  stop_ours kafka "$KAFKA_PIDFILE" "$KAFKA_MAIN" 60
 }
 
 kafka_status() {
@@ -207,13 +189,9 @@ kafka_status() {
     else echo "kafka      external  $KAFKA_BOOTSTRAP_SERVERS  NOT REACHABLE"; fi
     return 0
   fi
-  local pid; pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
+  local pid; pid="$(pidfile_pid "$KAFKA_PIDFILE")"
   if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
-    if marker_exists kafka && pid_alive "$pid" "$KAFKA_MAIN"; then
-      echo "kafka      up        $KAFKA_HOST:$KAFKA_PORT  ours, pid $pid, Kafka $KAFKA_VERSION, log $KAFKA_LOG"
-    else
-      echo "kafka      up        $KAFKA_HOST:$KAFKA_PORT  not ours"
-    fi
+    status_up kafka "$KAFKA_PIDFILE" "$KAFKA_MAIN" "$KAFKA_HOST:$KAFKA_PORT" ", Kafka $KAFKA_VERSION, log $KAFKA_LOG"
   elif marker_exists kafka && pid_alive "$pid" "$KAFKA_MAIN"; then
     echo "kafka      starting  $KAFKA_HOST:$KAFKA_PORT  ours, pid $pid"
   else

@@ -42,15 +42,8 @@ pg_ready() {
 
 pg_install() {
   log "postgres: server not installed, installing Debian's postgresql"
-  local had_policy=1
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # Keep the package from starting its service: we start the cluster ourselves.
-    had_policy=0
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d
-  fi
-  apt_install postgresql
-  [ "$had_policy" = 1 ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  # The package does not start its service: we start the cluster ourselves.
+  apt_install_unstarted postgresql
   # If the install started a cluster anyway, stop it: it is nobody's yet.
   local v n st
   while read -r v n _ st _; do

@@ -29,14 +29,7 @@ redis_ping() {
 
 redis_install() {
   log "redis: redis-server not installed, installing Debian's redis-server"
-  local had_policy=1
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    had_policy=0
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d
-  fi
-  apt_install redis-server
-  [ "$had_policy" = 1 ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  apt_install_unstarted redis-server
   # We run our own redis-server; make sure the distro's service is not the one on the port.
   $SUDO service redis-server stop >/dev/null 2>&1 9>&- || true
   local i
@@ -49,15 +42,7 @@ redis_up() {
     log "redis: external ($REDIS_HOST:$REDIS_PORT), not managed here"
     return 0
   fi
-  local pid; pid="$(cat "$REDIS_PIDFILE" 2>/dev/null || true)"
-  if port_open "$REDIS_HOST" "$REDIS_PORT"; then
-    if marker_exists redis && pid_alive "$pid" redis-server; then
-      log "redis: already running (ours, pid $pid) on $REDIS_HOST:$REDIS_PORT"
-    else
-      log "redis: something already listens on $REDIS_HOST:$REDIS_PORT, reusing it (not ours)"
-    fi
-    return 0
-  fi
+  reuse_listening redis "$REDIS_PIDFILE" redis-server "$REDIS_HOST" "$REDIS_PORT" "$REDIS_HOST:$REDIS_PORT" && return 0
   marker_clear redis; rm -f "$REDIS_PIDFILE"
 
   local t0; t0=$(now)
@@ -82,7 +67,7 @@ redis_up() {
     fi
     sleep 0.2
   done
-  pid="$(cat "$REDIS_PIDFILE")"
+  local pid; pid="$(cat "$REDIS_PIDFILE")"
   marker_set redis "pid=$pid port=$REDIS_PORT"
   log "redis: ready (pid $pid) in $(( $(now) - t0 ))s"
 }
@@ -93,10 +78,7 @@ redis_down() {
     if is_local_host "$REDIS_HOST" && port_open "$REDIS_HOST" "$REDIS_PORT"; then log "redis: running but not started by us, leaving it"; fi
     return 0
   fi
-  local pid; pid="$(cat "$REDIS_PIDFILE" 2>/dev/null || true)"
-  stop_pid redis "$pid" redis-server 20
-  rm -f "$REDIS_PIDFILE"
-  marker_clear redis
+  stop_ours redis "$REDIS_PIDFILE" redis-server 20
 }
 
 redis_status() {
@@ -105,13 +87,8 @@ redis_status() {
     if port_open "$REDIS_HOST" "$REDIS_PORT"; then echo "redis      external  $REDIS_HOST:$REDIS_PORT  up"; else echo "redis      external  $REDIS_HOST:$REDIS_PORT  NOT REACHABLE"; fi
     return 0
   fi
-  local pid; pid="$(cat "$REDIS_PIDFILE" 2>/dev/null || true)"
   if redis_ping; then
-    if marker_exists redis && pid_alive "$pid" redis-server; then
-      echo "redis      up        $REDIS_HOST:$REDIS_PORT  ours, pid $pid"
-    else
-      echo "redis      up        $REDIS_HOST:$REDIS_PORT  not ours"
-    fi
+    status_up redis "$REDIS_PIDFILE" redis-server "$REDIS_HOST:$REDIS_PORT"
   else
     echo "redis      down      $REDIS_HOST:$REDIS_PORT"
   fi

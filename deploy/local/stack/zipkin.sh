@@ -38,36 +38,20 @@ ensure_zipkin_jar() {
 
 zipkin_up() {
   [ "$ZIPKIN_ENABLED" = true ] || { log "zipkin: ZIPKIN_ENABLED=$ZIPKIN_ENABLED, not started"; return 0; }
-  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
-  if port_open 127.0.0.1 "$ZIPKIN_PORT"; then
-    if marker_exists zipkin && pid_alive "$pid" zipkin-server; then
-      log "zipkin: already running (ours, pid $pid) on :$ZIPKIN_PORT"
-    else
-      log "zipkin: something already listens on :$ZIPKIN_PORT, reusing it (not ours)"
-    fi
-    return 0
-  fi
+  reuse_listening zipkin "$ZIPKIN_PIDFILE" zipkin-server 127.0.0.1 "$ZIPKIN_PORT" ":$ZIPKIN_PORT" && return 0
   marker_clear zipkin; rm -f "$ZIPKIN_PIDFILE"
   local t0; t0=$(now)
   ensure_java
   ensure_zipkin_jar
-  [ -f "$ZIPKIN_LOG" ] && mv -f "$ZIPKIN_LOG" "$ZIPKIN_LOG.1"
   log "zipkin: starting Zipkin $ZIPKIN_VERSION on 127.0.0.1:$ZIPKIN_PORT (in memory, UI /zipkin/), log $ZIPKIN_LOG"
-  export JAVA ZIPKIN_HEAP_OPTS ZIPKIN_JAR ZIPKIN_PIDFILE
   # Serial GC and the C1 compiler: a small, mostly idle JVM that should not compete for the cores.
-  STORAGE_TYPE=mem MEM_MAX_SPANS="$ZIPKIN_MAX_SPANS" QUERY_PORT="$ZIPKIN_PORT" \
-  setsid nohup bash -c '
-    echo $$ >"$ZIPKIN_PIDFILE"
-    exec "$JAVA" $ZIPKIN_HEAP_OPTS -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-      -jar "$ZIPKIN_JAR" --armeria.ports[0].ip=127.0.0.1 --armeria.ports[0].port="$QUERY_PORT" \
-      --armeria.ports[0].protocols=http
-  ' </dev/null >"$ZIPKIN_LOG" 2>&1 9>&- &
-  local i
-  for ((i = 0; i < 50; i++)); do [ -s "$ZIPKIN_PIDFILE" ] && break; sleep 0.1; done
-  pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
-  [ -n "$pid" ] || die "zipkin: did not start (no pid file)"
-  marker_set zipkin "pid=$pid port=$ZIPKIN_PORT"
-  local deadline=$(( $(now) + ZIPKIN_START_TIMEOUT ))
+  # shellcheck disable=SC2086
+  start_detached zipkin "$ZIPKIN_PORT" "$ZIPKIN_PIDFILE" "$ZIPKIN_LOG" \
+    env STORAGE_TYPE=mem MEM_MAX_SPANS="$ZIPKIN_MAX_SPANS" QUERY_PORT="$ZIPKIN_PORT" \
+    "$JAVA" $ZIPKIN_HEAP_OPTS -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -jar "$ZIPKIN_JAR" '--armeria.ports[0].ip=127.0.0.1' "--armeria.ports[0].port=$ZIPKIN_PORT" \
+    '--armeria.ports[0].protocols=http'
+  local pid="$PID" deadline=$(( $(now) + ZIPKIN_START_TIMEOUT ))
   until zipkin_healthy; do
     if ! pid_alive "$pid"; then
       show_log_tail "$ZIPKIN_LOG"; marker_clear zipkin; rm -f "$ZIPKIN_PIDFILE"
@@ -88,20 +72,12 @@ zipkin_down() {
     if port_open 127.0.0.1 "$ZIPKIN_PORT"; then log "zipkin: running but not started by us, leaving it"; fi
     return 0
   fi
-  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
-  stop_pid zipkin "$pid" zipkin-server 20
-  rm -f "$ZIPKIN_PIDFILE"
-  marker_clear zipkin
+  stop_ours zipkin "$ZIPKIN_PIDFILE" zipkin-server 20
 }
 
 zipkin_status() {
-  local pid; pid="$(cat "$ZIPKIN_PIDFILE" 2>/dev/null || true)"
   if zipkin_healthy; then
-    if marker_exists zipkin && pid_alive "$pid" zipkin-server; then
-      echo "zipkin     up        localhost:$ZIPKIN_PORT  ours, pid $pid, UI http://localhost:$ZIPKIN_PORT/zipkin/"
-    else
-      echo "zipkin     up        localhost:$ZIPKIN_PORT  not ours"
-    fi
+    status_up zipkin "$ZIPKIN_PIDFILE" zipkin-server "localhost:$ZIPKIN_PORT" ", UI http://localhost:$ZIPKIN_PORT/zipkin/"
   elif [ "$ZIPKIN_ENABLED" != true ]; then
     echo "zipkin     off       ZIPKIN_ENABLED=$ZIPKIN_ENABLED"
   else

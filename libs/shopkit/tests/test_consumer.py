@@ -2,11 +2,11 @@
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import OperationalError
@@ -45,6 +45,19 @@ def running_consumer(
         group_id="kit-test",
         topics=[topics.PAYMENT_EVENTS],
     )
+
+
+@asynccontextmanager
+async def dead_letters_and_consumer(
+    settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession], handler: Handler
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """The consumer running `handler`, and a reader of the dead-letter topic (started first, so it
+    sees every dead letter)."""
+    async with (
+        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
+        running_consumer(settings, sessions, handler),
+    ):
+        yield dead_letters
 
 
 async def effect_count(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:
@@ -105,10 +118,7 @@ async def test_failing_handler_dead_letters_after_retries_and_the_partition_move
         event(order_id, amount=13),
         event(order_id, amount=14),
     )  # same key, same partition
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, handler),
-    ):
+    async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
         await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), poison, healthy)
         await eventually(lambda: effect_count(sessions, order_id))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
@@ -124,10 +134,7 @@ async def test_unparseable_message_is_dead_lettered(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     marker = uuid.uuid4()
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, record_effect),
-    ):
+    async with dead_letters_and_consumer(settings, sessions, record_effect) as dead_letters:
         producer = make_producer(settings)
         await producer.start()
         await producer.send_and_wait(settings.topic(topics.PAYMENT_EVENTS), b"{not json", key=b"k")
@@ -136,6 +143,22 @@ async def test_unparseable_message_is_dead_lettered(
         await eventually(lambda: effect_count(sessions, marker))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
     assert dead.value == b"{not json"
+
+
+async def _handled_once_not_dead_lettered(
+    settings: ServiceSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    handler: Handler,
+    order_id: uuid.UUID,
+) -> None:
+    """One event for `handler`, whose failures are transient: handled once in the end, and
+    never dead-lettered meanwhile."""
+    async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
+        late = await dead_letters.getmany(timeout_ms=500)
+    assert not any(late.values())
+    assert await effect_count(sessions, order_id) == 1
 
 
 async def test_a_database_outage_is_waited_out_not_dead_lettered(
@@ -151,26 +174,15 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered(
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
         await record_effect(uow, payment, envelope)
 
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, flaky),
-    ):
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
-        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
-        late = await dead_letters.getmany(timeout_ms=500)
+    await _handled_once_not_dead_lettered(settings, sessions, flaky, order_id)
     assert failures == settings.consumer_max_retries + 3
-    assert not any(late.values())
-    assert await effect_count(sessions, order_id) == 1
 
 
 async def test_another_consumers_event_is_skipped_unread_by_its_header(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     marker = uuid.uuid4()
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, record_effect),
-    ):
+    async with dead_letters_and_consumer(settings, sessions, record_effect) as dead_letters:
         producer = make_producer(settings)
         await producer.start()
         # not JSON at all: read, it would be dead-lettered; its header says it is not ours
@@ -202,10 +214,7 @@ async def test_a_failing_event_in_a_batch_is_isolated_and_the_rest_commit_in_few
     batch = [event(order_id, amount=n) for n in range(20)]  # one key: one partition, in order
     await ensure_topics(settings, list(topics.ALL_TOPICS))
     await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), *batch)  # before it starts
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, handler),
-    ):
+    async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
         await eventually(lambda: _at_least(sessions, order_id, 19))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
     assert Envelope.model_validate_json(dead.value).payload["amount"] == 10
@@ -237,16 +246,8 @@ async def test_a_statement_timeout_is_retried_while_it_lasts_not_dead_lettered(
             await uow.session.execute(text("SELECT pg_sleep(0.5)"))
         await record_effect(uow, payment, envelope)
 
-    async with (
-        topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-        running_consumer(settings, sessions, slow_database),
-    ):
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
-        await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
-        late = await dead_letters.getmany(timeout_ms=500)
+    await _handled_once_not_dead_lettered(settings, sessions, slow_database, order_id)
     assert timeouts == settings.consumer_max_retries + 4
-    assert not any(late.values())
-    assert await effect_count(sessions, order_id) == 1
 
 
 async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
@@ -261,10 +262,9 @@ async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
         await autocommit(admin)
         await admin.execute(text(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0'))
     try:
-        async with (
-            topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-            running_consumer(settings, session_factory(engine), record_effect),
-        ):
+        async with dead_letters_and_consumer(
+            settings, session_factory(engine), record_effect
+        ) as dead_letters:
             await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
             await asyncio.sleep(2.0)  # several attempts refused meanwhile
             assert await effect_count(sessions, order_id) == 0
@@ -306,10 +306,7 @@ async def test_a_deadlock_victim_is_retried_and_applied_once(
 
     other = create_engine(settings)
     try:
-        async with (
-            topic_reader(settings.topic(topics.DEAD_LETTER)) as dead_letters,
-            running_consumer(settings, sessions, locks_1_then_2),
-        ):
+        async with dead_letters_and_consumer(settings, sessions, locks_1_then_2) as dead_letters:
             async with other.begin() as conn:
                 await conn.execute(text("UPDATE lock_rows SET id = id WHERE id = 2"))
                 await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))

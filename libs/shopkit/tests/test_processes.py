@@ -37,16 +37,21 @@ def _env(settings: ServiceSettings, port: int, marks: Path) -> dict[str, str]:
 
 
 def _start_supervisor(
-    settings: ServiceSettings, port: int, marks: Path, output: Path
-) -> subprocess.Popen[bytes]:
-    """The test app served by two processes on `port` (its output to `output`)."""
+    settings: ServiceSettings, tmp_path: Path
+) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
+    """The test app served by two processes on a free port: (the port, the file of the pids that
+    run the workers, the output of them all, the supervisor)."""
+    port = free_port()
+    marks = tmp_path / "marks"
+    output = tmp_path / "out.log"
     with output.open("wb") as out:
-        return subprocess.Popen(
+        supervisor = subprocess.Popen(
             [sys.executable, "-m", "apps.roles_app"],
             env=_env(settings, port, marks),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    return port, marks, output, supervisor
 
 
 def _pids(marks: Path) -> list[int]:
@@ -64,10 +69,7 @@ def _alive(pid: int) -> bool:
 async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
     settings: ServiceSettings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    marks = tmp_path / "marks"
-    output = tmp_path / "out.log"
-    supervisor = _start_supervisor(settings, port, marks, output)
+    port, marks, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
 
         def started() -> int:
@@ -105,10 +107,7 @@ async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
 async def test_the_processes_stop_when_their_supervisor_is_killed(
     settings: ServiceSettings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    marks = tmp_path / "marks"
-    output = tmp_path / "out.log"
-    supervisor = _start_supervisor(settings, port, marks, output)
+    port, _, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
 
         async def both_started() -> bool:
