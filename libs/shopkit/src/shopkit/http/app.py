@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
 from shopkit.ops import tracing
@@ -236,6 +237,16 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
     runtime: Runtime = request.app.state.runtime
     async with runtime.api_sessions() as db:
         yield db
+
+
+async def _api_units_of_work(request: Request) -> UnitOfWorkFactory:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.api_unit_of_work
+
+
+UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(_api_units_of_work)]
+"""The API pool's units of work, for a route to hand to its use case (which opens one:
+shopkit.database.uow)."""
 
 
 def serve(app_factory: str, settings: ServiceSettings) -> None:
