@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -230,13 +229,6 @@ def create_app(
         app.include_router(router)
     fast_paths.routes = derive([route for router in routers for route in router.routes])
     return app
-
-
-async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request; the use case opens and commits its own transaction."""
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.api_sessions() as db:
-        yield db
 
 
 async def _api_units_of_work(request: Request) -> UnitOfWorkFactory:
