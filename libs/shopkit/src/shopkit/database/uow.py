@@ -6,7 +6,7 @@ Where a transaction begins: in the use case (service/), never in a route, a depe
 repository. A use case is given a unit-of-work factory (an HTTP use case the API pool's,
 `runtime.api_unit_of_work`; a worker's `runtime.unit_of_work`) and opens one itself:
 
-    async def record_payment(units: UnitOfWorkFactory, order_id: UUID, amount: int) -> Order:
+    async def pay(units: UnitOfWorkFactory, order_id: UUID, amount: int, now: datetime) -> Order:
         async with units() as uow:
             order = await OrderRepository(uow.session).get_for_update(order_id)
             order.record_payment(amount, now)
@@ -17,8 +17,9 @@ repository. A use case is given a unit-of-work factory (an HTTP use case the API
 A Kafka handler (`handler(uow, event, envelope)`) is handed the unit of work of its batch by the
 consumer engine (shopkit.messaging.consumer), which commits it: the handler and the HTTP use
 case make the same repository calls on `uow.session`. Repositories never begin, commit or roll
-back: they work on the session (or run `Prepared` statements) of the unit of work they are given.
-Routes parse, authorize, call one use case and answer; they hold no session.
+back: they work on the session (or run `Prepared` statements) of the unit of work they are given,
+and return domain objects or plain data (dataclasses, NamedTuples), never ORM rows. Routes
+parse, authorize, call one use case and answer; they hold no session.
 
 It rolls back unless committed, so a read is a unit of work that does not commit. Three
 operations keep the cheap cases cheap:
