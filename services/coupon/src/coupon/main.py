@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     gate = IssuanceGate.connect(settings)
     runtime = build_runtime(settings, gate)
-    writer = IssuanceBatcher(runtime.api_sessions)
+    writer = IssuanceBatcher(runtime.api_unit_of_work)
     runtime.components.append(writer.run)
     app = create_service_app(runtime, title="Coupon service", routers=[router])
     app.state.gate = gate

@@ -10,6 +10,7 @@ from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.service.reconciling import open_coupons, reconcile
 from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 
 
 async def run(argv: list[str], settings: Settings) -> dict[int, list[int]]:
@@ -26,8 +27,12 @@ async def run(argv: list[str], settings: Settings) -> dict[int, list[int]]:
     gate = IssuanceGate.connect(settings)
     try:
         sessions = session_factory(engine)
-        coupon_ids = args.coupon or await open_coupons(sessions)
-        return await reconcile(sessions, gate, coupon_ids, args.grace_s)
+
+        def units() -> UnitOfWork:
+            return UnitOfWork(sessions, settings.service_name, engine)
+
+        coupon_ids = args.coupon or await open_coupons(units)
+        return await reconcile(units, gate, coupon_ids, args.grace_s)
     finally:
         await gate.close()
         await engine.dispose()

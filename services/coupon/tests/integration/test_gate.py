@@ -115,8 +115,7 @@ async def test_concurrent_rebuilds_load_the_database_once(
         gates.append(other)
 
     async def rebuild(g: IssuanceGate) -> None:
-        async with runtime.sessions() as session:
-            await rebuild_gate(session, g, coupon["id"])
+        await rebuild_gate(runtime.unit_of_work, g, coupon["id"])
 
     try:
         await asyncio.gather(*(rebuild(g) for g in gates))

@@ -37,14 +37,14 @@ async def test_an_admission_no_copy_backs_is_taken_back_and_the_copy_issued_afte
     # The gate thinks the coupon is sold out; the database has one copy left.
     assert (await _issue(client, coupon["id"], user_id + 2)).json()["code"] == "COUPON_SOLD_OUT"
 
-    repaired = await reconcile(runtime.sessions, gate, [coupon["id"]], grace_s=0.2)
+    repaired = await reconcile(runtime.unit_of_work, gate, [coupon["id"]], grace_s=0.2)
 
     assert repaired == {coupon["id"]: [crashed]}
     assert (await _issue(client, coupon["id"], crashed)).status_code == 201
     holders = await db.fetch("SELECT user_id FROM user_coupons WHERE coupon_id = $1", coupon["id"])
     assert {r["user_id"] for r in holders} == {crashed, other}
     assert await gate.state(coupon["id"]) == ({"total": 2, "count": 2}, {crashed, other})
-    assert await reconcile(runtime.sessions, gate, [coupon["id"]], grace_s=0.1) == {}
+    assert await reconcile(runtime.unit_of_work, gate, [coupon["id"]], grace_s=0.1) == {}
 
 
 async def test_an_issuance_in_flight_is_left_alone(
@@ -57,7 +57,7 @@ async def test_an_issuance_in_flight_is_left_alone(
     coupon = await new_coupon(total_quantity=5)
     assert await gate.admit(coupon["id"], user_id) is Admission.ADMITTED
     reconciling = asyncio.create_task(
-        reconcile(runtime.sessions, gate, [coupon["id"]], grace_s=2.0)
+        reconcile(runtime.unit_of_work, gate, [coupon["id"]], grace_s=2.0)
     )
     await asyncio.sleep(0.3)
     # ... and its write commits within the grace period

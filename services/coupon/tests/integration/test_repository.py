@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coupon.adapters.repository import CouponRepository, Refusal
-from coupon.adapters.tables import UserCoupon
 from coupon.config import Settings
+from coupon.domain.coupons import IssuedCoupon
 from shopkit.database.engine import autocommit, create_engine, session_factory
 
 
@@ -33,19 +33,19 @@ async def test_a_copy_is_counted_and_given_in_one_statement(
     coupon = await new_coupon(total_quantity=2, valid_days=3)
     now = datetime.now(UTC)
 
-    async def take(user_id: int) -> UserCoupon | Refusal:
+    async def take(user_id: int) -> IssuedCoupon | Refusal:
         async with one_connection() as session, session.begin():
             copies = await CouponRepository(session).take_copies(coupon["id"], [(user_id, now)])
             return copies[user_id]
 
     first = await take(1)
-    assert isinstance(first, UserCoupon)
+    assert isinstance(first, IssuedCoupon)
     assert (first.user_id, first.issued_at, first.expires_at) == (1, now, now + timedelta(days=3))
     # a second copy for the same user is refused and not counted
     assert await take(1) is Refusal.ALREADY_HELD
     issued = "SELECT issued_quantity FROM coupons WHERE id = $1"
     assert await db.fetchval(issued, coupon["id"]) == 1
-    assert isinstance(await take(2), UserCoupon)
+    assert isinstance(await take(2), IssuedCoupon)
     assert await take(3) is Refusal.SOLD_OUT
     assert await db.fetchval(issued, coupon["id"]) == 2
     copies = "SELECT count(*) FROM user_coupons WHERE coupon_id = $1"

@@ -4,6 +4,7 @@ import asyncio
 import time
 import uuid
 from datetime import datetime, tzinfo
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -92,7 +93,7 @@ async def test_sweepers_racing_on_the_same_orders_fail_each_exactly_once(
     try:
         # four more sweepers with small batches, racing the service's own
         async def sweep() -> None:
-            while await expire_overdue(UnitOfWork(sessions, "order"), limit=3):
+            while await expire_overdue(partial(UnitOfWork, sessions, "order"), limit=3):
                 pass
 
         async def all_failed() -> bool:

@@ -22,7 +22,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = build_runtime(settings)
     app = create_service_app(runtime, title="Ranking service", routers=[router])
-    app.state.latest_ranking = LatestRanking(runtime.api_engine, runtime.api_sessions)
+    app.state.latest_ranking = LatestRanking(runtime.api_unit_of_work)
     return app
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from functools import partial
 
 from ranking.api.schemas import TopProductsResponse
 from ranking.config import Settings
@@ -13,6 +14,7 @@ from ranking.main import MIGRATIONS
 from ranking.service.snapshots import take_snapshot
 from shopkit.database.engine import create_engine, session_factory
 from shopkit.database.migrations import upgrade
+from shopkit.database.uow import UnitOfWork
 
 
 def _aware(value: str) -> datetime:
@@ -26,8 +28,8 @@ async def run(settings: Settings, as_of: datetime) -> TopProductsResponse:
     await upgrade(MIGRATIONS, settings.database_url)
     engine = create_engine(settings)
     try:
-        async with session_factory(engine)() as session, session.begin():
-            ranking = await take_snapshot(session, settings, as_of)
+        units = partial(UnitOfWork, session_factory(engine), settings.service_name, engine)
+        ranking = await take_snapshot(units, settings, as_of)
     finally:
         await engine.dispose()
     return TopProductsResponse.of(ranking, ranking.days.days)

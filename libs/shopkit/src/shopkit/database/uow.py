@@ -1,22 +1,48 @@
 """The unit of work: one database transaction, the events recorded in it, and what must happen
-once it has committed. Every use case and every saga step of every service runs in one:
+once it has committed. It is the one way a transaction begins, in every service, for an HTTP
+request and a Kafka event alike.
 
-    async with runtime.unit_of_work() as uow:
-        order = await OrderRepository(uow.session).get_for_update(order_id)
-        order.record_payment(amount, now)
-        uow.collect(order)          # the events the aggregate recorded
-        await uow.commit()          # outbox rows + effects commit together
+Where a transaction begins: in the use case (service/), never in a route, a dependency or a
+repository. A use case is given a unit-of-work factory (an HTTP use case the API pool's,
+`runtime.api_unit_of_work`; a worker's `runtime.unit_of_work`) and opens one itself:
 
-It rolls back unless committed. The staged events become outbox rows in ONE multi-row INSERT
-just before the commit, so the relay (woken by that commit) publishes them, never an event of a
+    async def pay(units: UnitOfWorkFactory, order_id: UUID, amount: int, now: datetime) -> Order:
+        async with units() as uow:
+            order = await OrderRepository(uow.session).get_for_update(order_id)
+            order.record_payment(amount, now)
+            uow.collect(order)          # the events the aggregate recorded
+            await uow.commit()          # outbox rows + effects commit together
+        return order
+
+A Kafka handler (`handler(uow, event, envelope)`) is handed the unit of work of its batch by the
+consumer engine (shopkit.messaging.consumer), which commits it: the handler and the HTTP use
+case make the same repository calls on `uow.session`. Repositories never begin, commit or roll
+back: they work on the session (or run `Prepared` statements) of the unit of work they are given,
+and return domain objects or plain data (dataclasses, NamedTuples), never ORM rows. Routes
+parse, authorize, call one use case and answer; they hold no session.
+
+It rolls back unless committed, so a read is a unit of work that does not commit. Three
+operations keep the cheap cases cheap:
+
+- `await uow.read_only()`: the session with each statement its own transaction (autocommit).
+  A read of one statement (a consistent snapshot on its own) costs one round trip, no BEGIN and
+  no ROLLBACK. The unit of work then commits nothing.
+- `await uow.alone(STATEMENT, **params)`: a use case that is ONE statement (a charge, a hot read)
+  runs it as its whole unit of work, without a session, on a pooled connection in its own
+  transaction: one round trip, committed when it returns. (SQLAlchemy's session, ORM and result
+  layers were three quarters of a product read's CPU.)
+- `uow.insert(table, rows)`: rows a use case only inserts are handed over instead of executed
+  at once. When the unit of work then has read and written nothing else, its inserts and its
+  events go to the database as ONE statement in its own transaction (one round trip instead of
+  BEGIN, an INSERT per table and COMMIT), e.g. placing an order. That statement is compiled once
+  per shape (tables, rows, columns) and run by the driver (shopkit.database.engine.Prepared):
+  building and compiling it through SQLAlchemy for every order placed was a fifth of the order
+  service's CPU.
+
+The session is opened on first use: a unit of work that only runs `alone()` or only inserts
+costs one small object. The staged events become outbox rows in ONE multi-row INSERT just
+before the commit, so the relay (woken by that commit) publishes them, never an event of a
 rolled-back change. A consumer's batch shares one unit of work across its events.
-
-Rows a use case only inserts can be handed over with `insert()` instead of executed at once:
-when the unit of work then has read and written nothing else, its inserts and its events go to
-the database as ONE statement in its own transaction (one round trip instead of BEGIN, an
-INSERT per table and COMMIT), e.g. placing an order. That statement is compiled once per shape
-(tables, rows, columns) and run by the driver (shopkit.database.engine.Prepared): building and compiling it
-through SQLAlchemy for every order placed was a fifth of the order service's CPU.
 """
 
 from collections.abc import Callable, Iterable
@@ -25,11 +51,12 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, cast
 
+import asyncpg
 from sqlalchemy import ColumnElement, Insert, Interval, Table, bindparam, func, insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shop_contracts import Envelope, Event
-from shopkit.database.engine import OutboxRow, Prepared
+from shopkit.database.engine import OutboxRow, Prepared, autocommit
 from shopkit.ops import tracing
 
 _outbox = cast(Table, OutboxRow.__table__)
@@ -59,8 +86,17 @@ class RecordsEvents(Protocol):
 
 
 class UnitOfWork:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], producer: str) -> None:
+    def __init__(
+        self,
+        sessions: Callable[[], AsyncSession],
+        producer: str,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        """`sessions` makes the unit of work's session (when it needs one); `engine`, the pool
+        `alone()` and the all-in-one insert run on (by default the session's)."""
         self._sessions = sessions
+        self._engine = engine
+        self._session: AsyncSession | None = None
         self.producer = producer
         self._staged: list[dict[str, Any]] = []
         self._inserts: list[tuple[Table, list[dict[str, Any]]]] = []
@@ -68,7 +104,6 @@ class UnitOfWork:
         self._committed = False
 
     async def __aenter__(self) -> Self:
-        self.session = self._sessions()
         return self
 
     async def __aexit__(
@@ -77,11 +112,39 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        session = self._session
+        if session is None:
+            return
         try:
             if not self._committed:
-                await self.session.rollback()
+                await session.rollback()
         finally:
-            await self.session.close()
+            await session.close()
+
+    @property
+    def session(self) -> AsyncSession:
+        """The transaction's session, opened on first use (its transaction begins with its
+        first statement)."""
+        if self._session is None:
+            self._session = self._sessions()
+        return self._session
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine or cast(AsyncEngine, self.session.bind)
+
+    async def read_only(self) -> AsyncSession:
+        """The session for reads only, each statement its own transaction (autocommit): a read
+        of one statement costs one round trip, no BEGIN and no ROLLBACK."""
+        return await autocommit(self.session)
+
+    async def alone(self, statement: Prepared, **params: Any) -> asyncpg.Record | None:
+        """`statement` as the unit of work's whole work: in its own transaction on a pooled
+        connection, one round trip, committed when it returns; its first row."""
+        if self._session is not None or self._staged or self._inserts:
+            raise RuntimeError("alone() is the whole unit of work: nothing before it")
+        self._committed = True
+        return await statement.alone(self.engine, **params)
 
     def emit(self, event: Event, occurred_at: datetime | None = None) -> Envelope:
         """Stage `event`: published if, and only if, this unit of work commits."""
@@ -121,11 +184,10 @@ class UnitOfWork:
     async def commit(self) -> None:
         writes = self._inserts + ([(_outbox, self._staged)] if self._staged else [])
         self._inserts, self._staged = [], []
-        if writes and not self.session.in_transaction():
+        if writes and (self._session is None or not self._session.in_transaction()):
             # All there is to do is one statement: its own transaction, on a pooled connection.
-            engine = cast(AsyncEngine, self.session.bind)
-            await _all_in_one(writes).alone(engine, **_parameters(writes))
-        else:
+            await _all_in_one(writes).alone(self.engine, **_parameters(writes))
+        elif self._session is not None:
             for table, rows in writes:
                 # A statement per table: rows may carry SQL expressions (a deadline on the
                 # database's clock); outbox rows go as one executemany.

@@ -9,17 +9,17 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
 from shopkit.ops import tracing
@@ -231,11 +231,14 @@ def create_app(
     return app
 
 
-async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request; the use case opens and commits its own transaction."""
+async def _api_units_of_work(request: Request) -> UnitOfWorkFactory:
     runtime: Runtime = request.app.state.runtime
-    async with runtime.api_sessions() as db:
-        yield db
+    return runtime.api_unit_of_work
+
+
+UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(_api_units_of_work)]
+"""The API pool's units of work, for a route to hand to its use case (which opens one:
+shopkit.database.uow)."""
 
 
 def serve(app_factory: str, settings: ServiceSettings) -> None:

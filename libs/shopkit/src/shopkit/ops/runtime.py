@@ -104,8 +104,12 @@ class Runtime:
         self.readiness_checks.append(self.listener.check_ready)
 
     def unit_of_work(self) -> UnitOfWork:
-        """A unit of work of an HTTP use case (the API pool)."""
-        return UnitOfWork(self.api_sessions, self.settings.service_name)
+        """A unit of work of a worker (the workers' pool): shopkit.database.uow."""
+        return UnitOfWork(self.sessions, self.settings.service_name, self.engine)
+
+    def api_unit_of_work(self) -> UnitOfWork:
+        """A unit of work of an HTTP use case (the API pool): shopkit.database.uow."""
+        return UnitOfWork(self.api_sessions, self.settings.service_name, self.api_engine)
 
     async def start(self) -> None:
         if self.migrations is not None and self.settings.run_migrations:

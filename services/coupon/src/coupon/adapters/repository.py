@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, cast
+from typing import Any, Final, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coupon.adapters.tables import Coupon, OrderPricing, UserCoupon
 from coupon.domain.coupons import (
+    CouponDefinition,
     CouponTerms,
     DiscountType,
     HeldCoupon,
+    IssuedCoupon,
     Price,
     PricingStatus,
 )
@@ -108,28 +110,32 @@ class CouponRepository:
         terms: CouponTerms,
         total_quantity: int,
         valid_days: int,
-    ) -> Coupon:
-        coupon = Coupon(
-            name=name,
-            discount_type=terms.discount_type.value,
-            discount_value=terms.discount_value,
-            min_order_amount=terms.min_order_amount,
-            total_quantity=total_quantity,
-            issued_quantity=0,
-            valid_days=valid_days,
+    ) -> CouponDefinition:
+        stmt = (
+            insert(Coupon)
+            .values(
+                name=name,
+                discount_type=terms.discount_type.value,
+                discount_value=terms.discount_value,
+                min_order_amount=terms.min_order_amount,
+                total_quantity=total_quantity,
+                issued_quantity=0,
+                valid_days=valid_days,
+            )
+            .returning(*_DEFINITION)
         )
-        self.session.add(coupon)
-        await self.session.flush()
-        return coupon
+        return _to_definition((await self.session.execute(stmt)).one())
 
-    async def coupon(self, coupon_id: int) -> Coupon | None:
-        return await self.session.get(Coupon, coupon_id)
+    async def coupon(self, coupon_id: int) -> CouponDefinition | None:
+        stmt = select(*_DEFINITION).where(Coupon.id == coupon_id)
+        row = (await self.session.execute(stmt)).one_or_none()
+        return None if row is None else _to_definition(row)
 
     # --- issuance -----------------------------------------------------------------------
 
     async def take_copies(
         self, coupon_id: int, asked: Sequence[tuple[int, datetime]]
-    ) -> dict[int, UserCoupon | Refusal]:
+    ) -> dict[int, IssuedCoupon | Refusal]:
         """Many users' issuances of one coupon in one transaction (the batch of a rush's
         winners): each user gets a copy while copies are left, in the order asked, unless they
         hold one already. The answer per user; a user asking twice gets one copy.
@@ -150,21 +156,19 @@ class CouponRepository:
                 },
             )
         ).all()
-        answers: dict[int, UserCoupon | Refusal] = {
+        answers: dict[int, IssuedCoupon | Refusal] = {
             user_id: Refusal.SOLD_OUT for user_id, _ in asked
         }
         for row in rows:
             if row.id is None:
                 answers[row.user_id] = Refusal.ALREADY_HELD
             else:
-                answers[row.user_id] = UserCoupon(
-                    id=row.id,
+                answers[row.user_id] = IssuedCoupon(
+                    user_coupon_id=row.id,
                     coupon_id=coupon_id,
                     user_id=row.user_id,
                     issued_at=row.issued_at,
                     expires_at=row.expires_at,
-                    used_order_id=None,
-                    used_at=None,
                 )
         return answers
 
@@ -269,9 +273,6 @@ class CouponRepository:
             )
         )
 
-    async def pricing(self, order_id: UUID) -> OrderPricing | None:
-        return await self.session.get(OrderPricing, order_id)
-
 
 def _to_held(row: Row[UserCoupon, Coupon]) -> HeldCoupon:
     user_coupon, coupon = row
@@ -287,7 +288,31 @@ def _to_held(row: Row[UserCoupon, Coupon]) -> HeldCoupon:
     )
 
 
-def terms_of(coupon: Coupon) -> CouponTerms:
+_DEFINITION: Final = (
+    Coupon.id,
+    Coupon.name,
+    Coupon.discount_type,
+    Coupon.discount_value,
+    Coupon.min_order_amount,
+    Coupon.total_quantity,
+    Coupon.issued_quantity,
+    Coupon.valid_days,
+)
+"""The columns of a CouponDefinition (see _to_definition)."""
+
+
+def _to_definition(row: Row[*tuple[Any, ...]]) -> CouponDefinition:
+    return CouponDefinition(
+        id=row.id,
+        name=row.name,
+        terms=terms_of(row),
+        total_quantity=row.total_quantity,
+        issued_quantity=row.issued_quantity,
+        valid_days=row.valid_days,
+    )
+
+
+def terms_of(coupon: Coupon | Row[*tuple[Any, ...]]) -> CouponTerms:
     return CouponTerms(
         discount_type=DiscountType(coupon.discount_type),
         discount_value=coupon.discount_value,

@@ -3,7 +3,6 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from coupon.adapters.gate import IssuanceGate
 from coupon.api.schemas import (
@@ -16,12 +15,11 @@ from coupon.api.schemas import (
 )
 from coupon.service import catalogue, issuing
 from shop_contracts import Problem
-from shopkit.http.app import IdPath, session
+from shopkit.http.app import IdPath, UnitsOfWork
 from shopkit.http.auth import AdminClaims, OptionalClaims, authorize_user
 from shopkit.http.fast import fast
 
 router = APIRouter(tags=["coupons"])
-Db = Annotated[AsyncSession, Depends(session)]
 
 
 # Dependencies are coroutines: a plain `def` one would cost a worker-thread hop per request.
@@ -45,10 +43,10 @@ Token = OptionalClaims
     "/coupons", status_code=201, response_model=CouponResponse, responses=_problems(401, 403, 422)
 )
 async def create_coupon(
-    _: AdminClaims, body: CreateCouponRequest, db: Db, gate: Gate
+    _: AdminClaims, body: CreateCouponRequest, units: UnitsOfWork, gate: Gate
 ) -> CouponResponse:
     coupon = await catalogue.create_coupon(
-        db,
+        units,
         gate,
         name=body.name,
         terms=body.terms(),
@@ -59,8 +57,8 @@ async def create_coupon(
 
 
 @router.get("/coupons/{coupon_id}", response_model=CouponResponse, responses=_problems(404, 422))
-async def get_coupon(coupon_id: IdPath, db: Db) -> CouponResponse:
-    return CouponResponse.of(await catalogue.coupon(db, coupon_id))
+async def get_coupon(coupon_id: IdPath, units: UnitsOfWork) -> CouponResponse:
+    return CouponResponse.of(await catalogue.coupon(units, coupon_id))
 
 
 @router.post(
@@ -78,7 +76,7 @@ async def issue_coupon(
     # dependencies: FastAPI's per-dependency cost was a seventh of a rejected request.
     state = request.app.state
     user_coupon = await issuing.issue(
-        state.runtime.api_sessions, state.gate, state.writer, coupon_id, body.user_id
+        state.runtime.api_unit_of_work, state.gate, state.writer, coupon_id, body.user_id
     )
     return IssuedCouponResponse.of(user_coupon)
 
@@ -91,11 +89,11 @@ async def issue_coupon(
 async def user_coupons(
     request: Request,
     user_id: IdPath,
-    db: Db,
+    units: UnitsOfWork,
     claims: Token,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
 ) -> UserCouponsResponse:
     authorize_user(request, claims, user_id)
-    held = await catalogue.coupons_of(db, user_id, limit)
+    held = await catalogue.coupons_of(units, user_id, limit)
     now = datetime.now(UTC)
     return UserCouponsResponse(items=[UserCouponItem.of(h, now) for h in held])

@@ -11,13 +11,14 @@ from pydantic import (
     field_validator,
 )
 
-from coupon.adapters.tables import Coupon, UserCoupon
 from coupon.domain.coupons import (
     MAX_VALID_DAYS,
+    CouponDefinition,
     CouponStatus,
     CouponTerms,
     DiscountType,
     HeldCoupon,
+    IssuedCoupon,
     discount_value_problem,
 )
 from shopkit.http.app import MAX_ID, StrictId
@@ -68,16 +69,16 @@ class CouponResponse(BaseModel):
     valid_days: int
 
     @classmethod
-    def of(cls, coupon: Coupon) -> "CouponResponse":
+    def of(cls, coupon: CouponDefinition) -> "CouponResponse":
         return cls(
             id=coupon.id,
             name=coupon.name,
-            discount_type=DiscountType(coupon.discount_type),
-            discount_value=coupon.discount_value,
+            discount_type=coupon.terms.discount_type,
+            discount_value=coupon.terms.discount_value,
             total_quantity=coupon.total_quantity,
             issued_quantity=coupon.issued_quantity,
-            remaining_quantity=coupon.total_quantity - coupon.issued_quantity,
-            min_order_amount=coupon.min_order_amount,
+            remaining_quantity=coupon.remaining_quantity,
+            min_order_amount=coupon.terms.min_order_amount,
             valid_days=coupon.valid_days,
         )
 
@@ -97,13 +98,13 @@ class IssuedCouponResponse(BaseModel):
     expires_at: datetime
 
     @classmethod
-    def of(cls, user_coupon: UserCoupon) -> "IssuedCouponResponse":
+    def of(cls, issued: IssuedCoupon) -> "IssuedCouponResponse":
         return cls(
-            user_coupon_id=user_coupon.id,
-            coupon_id=user_coupon.coupon_id,
-            user_id=user_coupon.user_id,
-            issued_at=user_coupon.issued_at,
-            expires_at=user_coupon.expires_at,
+            user_coupon_id=issued.user_coupon_id,
+            coupon_id=issued.coupon_id,
+            user_id=issued.user_id,
+            issued_at=issued.issued_at,
+            expires_at=issued.expires_at,
         )
 
 

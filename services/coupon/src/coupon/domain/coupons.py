@@ -69,6 +69,33 @@ def status_of(used_order_id: UUID | None, expires_at: datetime, now: datetime) -
 
 
 @dataclass(frozen=True)
+class CouponDefinition:
+    """A coupon as defined, with how many of its copies were issued."""
+
+    id: int
+    name: str
+    terms: CouponTerms
+    total_quantity: int
+    issued_quantity: int
+    valid_days: int
+
+    @property
+    def remaining_quantity(self) -> int:
+        return self.total_quantity - self.issued_quantity
+
+
+@dataclass(frozen=True)
+class IssuedCoupon:
+    """A copy of a coupon just issued to a user."""
+
+    user_coupon_id: int
+    coupon_id: int
+    user_id: int
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class HeldCoupon:
     """A copy of a coupon in a user's hands, with the terms of its coupon."""
 

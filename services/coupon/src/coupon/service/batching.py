@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from coupon.adapters.repository import CouponRepository, Refusal
-from coupon.adapters.tables import UserCoupon
+from coupon.domain.coupons import IssuedCoupon
 from shopkit.database.listen import first_of
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.ops.logging import get_logger
 from shopkit.ops.runtime import Runtime
 
@@ -32,21 +31,21 @@ class _Asked:
     coupon_id: int
     user_id: int
     issued_at: datetime
-    answer: asyncio.Future[UserCoupon | Refusal] = field(
+    answer: asyncio.Future[IssuedCoupon | Refusal] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class IssuanceBatcher:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, units: UnitOfWorkFactory) -> None:
+        self._units = units
         self._queue: list[_Asked] = []
         self._ready = asyncio.Event()
         self._running = False
 
     async def take_copy(
         self, coupon_id: int, user_id: int, issued_at: datetime
-    ) -> UserCoupon | Refusal:
+    ) -> IssuedCoupon | Refusal:
         """The user's copy, or why not; raises what the database raised for the batch."""
         if not self._running:
             raise RuntimeError("the issuance writer is not running")
@@ -76,13 +75,14 @@ class IssuanceBatcher:
         for asked in batch:
             by_coupon[asked.coupon_id].append(asked)
         try:
-            answers: dict[int, dict[int, UserCoupon | Refusal]] = {}
-            async with self._sessions() as session, session.begin():
-                repo = CouponRepository(session)
+            answers: dict[int, dict[int, IssuedCoupon | Refusal]] = {}
+            async with self._units() as uow:
+                repo = CouponRepository(uow.session)
                 for coupon_id in sorted(by_coupon):  # one lock order for every writer
                     answers[coupon_id] = await repo.take_copies(
                         coupon_id, [(a.user_id, a.issued_at) for a in by_coupon[coupon_id]]
                     )
+                await uow.commit()
         except Exception as exc:
             log.warning("issuance_batch_failed", requests=len(batch), error=repr(exc))
             if len(batch) > 1:  # one request's failure must not fail the others: alone
@@ -96,7 +96,7 @@ class IssuanceBatcher:
             given: set[int] = set()
             for asked in asked_of_coupon:
                 answer = answers[coupon_id][asked.user_id]
-                if isinstance(answer, UserCoupon) and asked.user_id in given:
+                if isinstance(answer, IssuedCoupon) and asked.user_id in given:
                     answer = Refusal.ALREADY_HELD  # the same user twice in one batch
                 given.add(asked.user_id)
                 if not asked.answer.done():

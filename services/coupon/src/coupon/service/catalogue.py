@@ -1,30 +1,30 @@
-"""Coupon definitions and a user's coupons: use cases behind the HTTP API, one transaction each."""
-
-from sqlalchemy.ext.asyncio import AsyncSession
+"""Coupon definitions and a user's coupons: use cases behind the HTTP API, one unit of work each
+(shopkit.database.uow)."""
 
 from coupon.adapters.gate import GateUnavailable, IssuanceGate
 from coupon.adapters.repository import CouponRepository
-from coupon.adapters.tables import Coupon
-from coupon.domain.coupons import CouponTerms, HeldCoupon
+from coupon.domain.coupons import CouponDefinition, CouponTerms, HeldCoupon
 from coupon.domain.errors import CouponNotFound
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 
 
 async def create_coupon(
-    session: AsyncSession,
+    units: UnitOfWorkFactory,
     gate: IssuanceGate,
     *,
     name: str,
     terms: CouponTerms,
     total_quantity: int,
     valid_days: int,
-) -> Coupon:
-    async with session.begin():
-        coupon = await CouponRepository(session).add_coupon(
+) -> CouponDefinition:
+    async with units() as uow:
+        coupon = await CouponRepository(uow.session).add_coupon(
             name=name, terms=terms, total_quantity=total_quantity, valid_days=valid_days
         )
+        await uow.commit()
     try:
         # Open the gate now rather than on the rush's first request; if Redis is down, the
         # first issue request rebuilds it from the database instead.
@@ -35,14 +35,14 @@ async def create_coupon(
     return coupon
 
 
-async def coupon(session: AsyncSession, coupon_id: int) -> Coupon:
-    async with session.begin():
-        found = await CouponRepository(session).coupon(coupon_id)
+async def coupon(units: UnitOfWorkFactory, coupon_id: int) -> CouponDefinition:
+    async with units() as uow:
+        found = await CouponRepository(await uow.read_only()).coupon(coupon_id)
     if found is None:
         raise CouponNotFound(coupon_id)
     return found
 
 
-async def coupons_of(session: AsyncSession, user_id: int, limit: int) -> list[HeldCoupon]:
-    async with session.begin():
-        return await CouponRepository(session).held_coupons(user_id, limit)
+async def coupons_of(units: UnitOfWorkFactory, user_id: int, limit: int) -> list[HeldCoupon]:
+    async with units() as uow:
+        return await CouponRepository(await uow.read_only()).held_coupons(user_id, limit)

@@ -22,11 +22,10 @@ from typing import Final
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coupon.adapters.gate import Admission, GateUnavailable, Install, IssuanceGate
 from coupon.adapters.repository import CouponRepository, Refusal
-from coupon.adapters.tables import UserCoupon
+from coupon.domain.coupons import IssuedCoupon
 from coupon.domain.errors import (
     CouponAlreadyIssued,
     CouponNotFound,
@@ -34,6 +33,7 @@ from coupon.domain.errors import (
     IssuanceUnavailable,
 )
 from coupon.service.batching import IssuanceBatcher
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,15 +48,15 @@ UNDO_ATTEMPTS: Final = 3
 
 
 async def issue(
-    sessions: async_sessionmaker[AsyncSession],
+    units: UnitOfWorkFactory,
     gate: IssuanceGate,
     writer: IssuanceBatcher,
     coupon_id: int,
     user_id: int,
     now: datetime | None = None,
-) -> UserCoupon:
+) -> IssuedCoupon:
     try:
-        admission = await _admit(sessions, gate, coupon_id, user_id)
+        admission = await _admit(units, gate, coupon_id, user_id)
     except GateUnavailable as exc:
         log.warning("issuance_gate_unavailable", coupon_id=coupon_id, error=str(exc))
         if exc.maybe_applied:  # one try: Redis just failed to answer, and the user waits
@@ -94,14 +94,13 @@ async def issue(
 
 
 async def _admit(
-    sessions: async_sessionmaker[AsyncSession], gate: IssuanceGate, coupon_id: int, user_id: int
+    units: UnitOfWorkFactory, gate: IssuanceGate, coupon_id: int, user_id: int
 ) -> Admission:
     for _ in range(MAX_REBUILDS):
         admission = await gate.admit(coupon_id, user_id)
         if admission is not Admission.NEEDS_REBUILD:
             return admission
-        async with sessions() as session:
-            await rebuild_gate(session, gate, coupon_id)
+        await rebuild_gate(units, gate, coupon_id)
     raise GateUnavailable("the gate was lost again after each rebuild", maybe_applied=False)
 
 
@@ -111,7 +110,7 @@ async def _record(
     coupon_id: int,
     user_id: int,
     now: datetime,
-) -> UserCoupon:
+) -> IssuedCoupon:
     outcome = await writer.take_copy(coupon_id, user_id, now)
     if outcome is Refusal.ALREADY_HELD:
         raise CouponAlreadyIssued(coupon_id, user_id)
@@ -143,7 +142,7 @@ async def _take_back(
             await asyncio.sleep(0.05 * attempt)
 
 
-async def rebuild_gate(session: AsyncSession, gate: IssuanceGate, coupon_id: int) -> None:
+async def rebuild_gate(units: UnitOfWorkFactory, gate: IssuanceGate, coupon_id: int) -> None:
     """Installs the coupon's gate from PostgreSQL unless it is intact; raises CouponNotFound.
 
     Issuances do not wait for a rebuild. One that commits after the first read below is caught
@@ -152,8 +151,8 @@ async def rebuild_gate(session: AsyncSession, gate: IssuanceGate, coupon_id: int
     async with gate.rebuilding(coupon_id):
         if await gate.is_intact(coupon_id):
             return  # rebuilt by the request this one waited for
-        async with session.begin():
-            repo = CouponRepository(session)
+        async with units() as uow:  # only reads: it commits nothing (the lock ends with it)
+            repo = CouponRepository(uow.session)
             await repo.lock_for_gate_rebuild(coupon_id)
             coupon = await repo.coupon(coupon_id)
             if coupon is None:

@@ -18,11 +18,11 @@ import asyncio
 from collections.abc import Sequence
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coupon.adapters.gate import IssuanceGate
 from coupon.adapters.repository import CouponRepository
 from coupon.config import Settings
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.ops.logging import get_logger
 from shopkit.ops.runtime import Runtime, Worker
 
@@ -34,35 +34,33 @@ REPAIRED = Counter(
 )
 
 
-async def _holders(sessions: async_sessionmaker[AsyncSession], coupon_id: int) -> set[int]:
-    async with sessions() as session:
-        return set(await CouponRepository(session).holders(coupon_id))
+async def _holders(units: UnitOfWorkFactory, coupon_id: int) -> set[int]:
+    async with units() as uow:
+        return set(await CouponRepository(await uow.read_only()).holders(coupon_id))
 
 
-async def unbacked(
-    sessions: async_sessionmaker[AsyncSession], gate: IssuanceGate, coupon_id: int
-) -> set[int]:
+async def unbacked(units: UnitOfWorkFactory, gate: IssuanceGate, coupon_id: int) -> set[int]:
     """Users the gate admitted whom the database does not know (right now)."""
     admitted = await gate.admitted(coupon_id)
     if not admitted:
         return set()
-    return admitted - await _holders(sessions, coupon_id)
+    return admitted - await _holders(units, coupon_id)
 
 
 async def reconcile(
-    sessions: async_sessionmaker[AsyncSession],
+    units: UnitOfWorkFactory,
     gate: IssuanceGate,
     coupon_ids: Sequence[int],
     grace_s: float,
 ) -> dict[int, list[int]]:
     """Repairs the coupons' gates; the users taken back, per coupon (only coupons with some)."""
-    suspects = {c: found for c in coupon_ids if (found := await unbacked(sessions, gate, c))}
+    suspects = {c: found for c in coupon_ids if (found := await unbacked(units, gate, c))}
     if not suspects:
         return {}
     await asyncio.sleep(grace_s)  # issuances in flight commit (or take themselves back)
     repaired: dict[int, list[int]] = {}
     for coupon_id, users in suspects.items():
-        still = sorted(users - await _holders(sessions, coupon_id))
+        still = sorted(users - await _holders(units, coupon_id))
         taken_back = [user for user in still if await gate.undo(coupon_id, user)]
         if taken_back:
             REPAIRED.inc(len(taken_back))
@@ -76,9 +74,9 @@ async def reconcile(
     return repaired
 
 
-async def open_coupons(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
-    async with sessions() as session:
-        return await CouponRepository(session).open_coupon_ids()
+async def open_coupons(units: UnitOfWorkFactory) -> list[int]:
+    async with units() as uow:
+        return await CouponRepository(await uow.read_only()).open_coupon_ids()
 
 
 def gate_reconciler(settings: Settings, gate: IssuanceGate | None) -> Worker:
@@ -97,9 +95,9 @@ def gate_reconciler(settings: Settings, gate: IssuanceGate | None) -> Worker:
                 except TimeoutError:
                     pass
                 try:
-                    coupon_ids = await open_coupons(runtime.sessions)
+                    coupon_ids = await open_coupons(runtime.unit_of_work)
                     await reconcile(
-                        runtime.sessions, current, coupon_ids, settings.gate_reconcile_grace_s
+                        runtime.unit_of_work, current, coupon_ids, settings.gate_reconcile_grace_s
                     )
                 except Exception:
                     log.warning("gate_reconcile_failed", exc_info=True)

@@ -2,8 +2,7 @@
 and the deadline sweeper. (The aggregate's events go to the outbox through the unit of work; an
 order that ends NOTIFYs `order_done` from a trigger, see adapters/completions.py.)"""
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
@@ -97,15 +96,6 @@ _UPDATE_LINE: Final = Prepared(
         }
     )
 )
-
-
-@asynccontextmanager
-async def reading(session: AsyncSession) -> AsyncIterator["OrderRepository"]:
-    """A repository for the API's reads: each is one statement (a consistent snapshot on its
-    own) run in autocommit, so a read costs one round trip and no BEGIN/COMMIT."""
-    async with session.begin():
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield OrderRepository(session)
 
 
 class OrderRepository:

@@ -1,28 +1,12 @@
 """Request-scoped dependencies of the order routes."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.adapters.completions import OrderCompletions
 from order.api.prefer import requested_wait
 from order.config import Settings
-from shopkit.database.uow import UnitOfWork
-from shopkit.ops.runtime import Runtime
-
-
-async def session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session from the API's pool (a bulkhead: the saga's workers have their own)."""
-    runtime: Runtime = request.app.state.runtime
-    async with runtime.api_sessions() as db:
-        yield db
-
-
-async def unit_of_work(request: Request) -> UnitOfWork:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.unit_of_work()
 
 
 # Dependencies are coroutines: a plain `def` one would cost a worker-thread hop per request.
@@ -54,8 +38,6 @@ async def wait_preference(
     return requested_wait(request.headers.getlist("prefer"), config.max_wait_s)
 
 
-Db = Annotated[AsyncSession, Depends(session)]
-Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 AppSettings = Annotated[Settings, Depends(settings)]
 Completions = Annotated[OrderCompletions, Depends(completions)]
 WaitPreference = Annotated[float | None, Depends(wait_preference)]

@@ -4,13 +4,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from order.api.deps import AppSettings, Completions, Db, Uow, WaitPreference
+from order.api.deps import AppSettings, Completions, WaitPreference
 from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
 from order.service import ordering
-from shopkit.http.app import IdPath
+from shopkit.http.app import IdPath, UnitsOfWork
 from shopkit.http.auth import OptionalClaims, authorize_user
 from shopkit.http.fast import fast
-from shopkit.ops.runtime import Runtime
 
 router = APIRouter(tags=["orders"])
 
@@ -29,7 +28,7 @@ async def place_order(
     request: Request,
     response: Response,
     body: PlaceOrderRequest,
-    uow: Uow,
+    units: UnitsOfWork,
     claims: OptionalClaims,
     config: AppSettings,
     completions: Completions,
@@ -46,17 +45,14 @@ async def place_order(
     """Places an order; the saga (stock, coupon, payment) runs asynchronously."""
     authorize_user(request, claims, body.user_id)
     placed = await ordering.place_order(
-        uow,
+        units,
         body.command(),
         saga_timeout=timedelta(seconds=config.saga_timeout_s),
         idempotency_key=idempotency_key,
     )
     order = placed.order
     if wait_s:
-        runtime: Runtime = request.app.state.runtime
-        order = await ordering.wait_until_final(
-            runtime.api_sessions, completions, order.order_id, wait_s
-        )
+        order = await ordering.wait_until_final(units, completions, order.order_id, wait_s)
     response.status_code = 201 if order.is_final else 202
     response.headers["Location"] = f"/orders/{order.order_id}"
     if placed.replayed:
@@ -71,8 +67,10 @@ async def place_order(
     response_model=OrderView,
     responses={404: {"description": "ORDER_NOT_FOUND"}},
 )
-async def get_order(request: Request, order_id: UUID, db: Db, claims: OptionalClaims) -> OrderView:
-    order = await ordering.get_order(db, order_id)
+async def get_order(
+    request: Request, order_id: UUID, units: UnitsOfWork, claims: OptionalClaims
+) -> OrderView:
+    order = await ordering.get_order(units, order_id)
     authorize_user(request, claims, order.user_id)
     return OrderView.of(order)
 
@@ -81,12 +79,12 @@ async def get_order(request: Request, order_id: UUID, db: Db, claims: OptionalCl
 async def orders_of_user(
     request: Request,
     user_id: IdPath,
-    db: Db,
+    units: UnitsOfWork,
     claims: OptionalClaims,
     limit: Annotated[
         int, Query(ge=1, le=1_000, description="At most this many, newest first.")
     ] = 100,
 ) -> OrderList:
     authorize_user(request, claims, user_id)
-    orders = await ordering.orders_of_user(db, user_id, limit)
+    orders = await ordering.orders_of_user(units, user_id, limit)
     return OrderList(items=[OrderView.of(o) for o in orders])

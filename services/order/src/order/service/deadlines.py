@@ -12,16 +12,16 @@ from order.adapters.repository import OrderRepository
 from order.config import Settings
 from order.domain.order import Effect
 from order.service import metrics
-from shopkit.database.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.ops.logging import bound, get_logger
 from shopkit.ops.runtime import Runtime, Worker
 
 log = get_logger(__name__)
 
 
-async def expire_overdue(uow: UnitOfWork, limit: int) -> int:
+async def expire_overdue(units: UnitOfWorkFactory, limit: int) -> int:
     """Fails up to `limit` overdue orders in one transaction; how many it failed."""
-    async with uow:
+    async with units() as uow:
         repo = OrderRepository(uow.session)
         now = await repo.database_now()
         overdue = await repo.lock_overdue(now, limit)
@@ -47,10 +47,7 @@ def deadline_sweeper(settings: Settings) -> Worker:
         while not stop.is_set():
             try:
                 while (
-                    await expire_overdue(
-                        UnitOfWork(runtime.sessions, settings.service_name),
-                        settings.deadline_sweep_batch,
-                    )
+                    await expire_overdue(runtime.unit_of_work, settings.deadline_sweep_batch)
                     == settings.deadline_sweep_batch
                     and not stop.is_set()
                 ):

@@ -1,5 +1,5 @@
 """Use cases behind the HTTP API: place an order (once per Idempotency-Key), read orders, and
-wait for the end of an order's saga. Each opens and commits its own short transactions."""
+wait for the end of an order's saga. Each opens its own unit of work (shopkit.database.uow)."""
 
 import asyncio
 import dataclasses
@@ -8,13 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from order.adapters.completions import OrderCompletions
-from order.adapters.repository import OrderRepository, reading
+from order.adapters.repository import OrderRepository
 from order.domain.order import Order, OrderNotFound
 from order.service import metrics
-from shopkit.database.uow import UnitOfWork
+from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.http import idempotency
 from shopkit.ops.logging import bound, get_logger
 
@@ -37,7 +35,7 @@ class Placed:
 
 
 async def place_order(
-    uow: UnitOfWork,
+    units: UnitOfWorkFactory,
     command: PlaceOrder,
     *,
     saga_timeout: timedelta,
@@ -62,7 +60,7 @@ async def place_order(
         created.append(order)
         return 202, {"order_id": str(order.order_id)}
 
-    async with uow:
+    async with units() as uow:
         repo = OrderRepository(uow.session)
         if idempotency_key is None:
             await create()
@@ -89,21 +87,21 @@ async def place_order(
     return Placed(order, replayed=False)
 
 
-async def get_order(session: AsyncSession, order_id: UUID) -> Order:
-    async with reading(session) as repo:
-        order = await repo.get(order_id)
+async def get_order(units: UnitOfWorkFactory, order_id: UUID) -> Order:
+    async with units() as uow:
+        order = await OrderRepository(await uow.read_only()).get(order_id)
     if order is None:
         raise OrderNotFound(order_id)
     return order
 
 
-async def orders_of_user(session: AsyncSession, user_id: int, limit: int) -> list[Order]:
-    async with reading(session) as repo:
-        return await repo.of_user(user_id, limit)
+async def orders_of_user(units: UnitOfWorkFactory, user_id: int, limit: int) -> list[Order]:
+    async with units() as uow:
+        return await OrderRepository(await uow.read_only()).of_user(user_id, limit)
 
 
 async def wait_until_final(
-    sessions: async_sessionmaker[AsyncSession],
+    units: UnitOfWorkFactory,
     completions: OrderCompletions,
     order_id: UUID,
     wait_s: float,
@@ -118,8 +116,7 @@ async def wait_until_final(
     deadline = loop.time() + wait_s
     while True:
         with completions.watch(order_id) as woken:
-            async with sessions() as session:
-                order = await get_order(session, order_id)
+            order = await get_order(units, order_id)
             remaining = deadline - loop.time()
             if order.is_final or remaining <= 0:
                 return order

@@ -1,16 +1,16 @@
 """All of the point service's SQL. Every balance change is one conditional statement."""
 
-from collections.abc import Sequence
 from typing import cast
 from uuid import UUID
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from point.adapters.tables import Balance, LedgerEntry, Payment
-from point.domain.ledger import MAX_BALANCE, EntryType, PaymentStatus
+from point.domain.ledger import MAX_BALANCE, Entry, EntryType, PaymentStatus, Refund
 from shopkit.database.engine import Prepared
+from shopkit.database.uow import UnitOfWork
 
 _CREDIT = Prepared(
     text(
@@ -68,12 +68,11 @@ def _charge(user_id: int, amount: int) -> dict[str, object]:
     return {"user_id": user_id, "amount": amount, "cap": MAX_BALANCE, "type": "CHARGE"}
 
 
-async def charge_alone(engine: AsyncEngine, user_id: int, amount: int) -> int | None:
+async def charge_alone(uow: UnitOfWork, user_id: int, amount: int) -> int | None:
     """Adds `amount` unless the balance would pass the cap, and writes its ledger entry: the
-    new balance, or None (nothing changed). One statement in its own transaction, run by the
-    driver (shopkit.database.engine.Prepared.alone): the balance's row lock is held for the database's own
-    time only, never a network round trip."""
-    row = await _CREDIT.alone(engine, **_charge(user_id, amount))
+    new balance, or None (nothing changed). The unit of work's one statement (`uow.alone`): the
+    balance's row lock is held for the database's own time only, never a network round trip."""
+    row = await uow.alone(_CREDIT, **_charge(user_id, amount))
     return None if row is None else int(row["balance"])
 
 
@@ -112,14 +111,21 @@ class PointRepository:
         row = await _DEBIT.fetchrow(self.session, user_id=user_id, amount=amount, order_id=order_id)
         return None if row is None else int(row["balance"])
 
-    async def history(self, user_id: int, limit: int) -> Sequence[LedgerEntry]:
+    async def history(self, user_id: int, limit: int) -> list[Entry]:
+        """Newest first."""
         stmt = (
-            select(LedgerEntry)
+            select(
+                LedgerEntry.type,
+                LedgerEntry.amount,
+                LedgerEntry.balance_after,
+                LedgerEntry.order_id,
+                LedgerEntry.created_at,
+            )
             .where(LedgerEntry.user_id == user_id)
             .order_by(LedgerEntry.id.desc())
             .limit(limit)
         )
-        return (await self.session.scalars(stmt)).all()
+        return [Entry(*row) for row in (await self.session.execute(stmt)).all()]
 
     async def claim_payment(
         self, order_id: UUID, user_id: int, amount: int, status: PaymentStatus
@@ -135,12 +141,13 @@ class PointRepository:
             update(Payment).where(Payment.order_id == order_id).values(status=status.value)
         )
 
-    async def mark_refunded(self, order_id: UUID) -> Payment | None:
-        """PAID → REFUNDED, once; the payment if this call did it."""
+    async def mark_refunded(self, order_id: UUID) -> Refund | None:
+        """PAID → REFUNDED, once; what to give back if this call did it."""
         stmt = (
             update(Payment)
             .where(Payment.order_id == order_id, Payment.status == PaymentStatus.PAID.value)
             .values(status=PaymentStatus.REFUNDED.value)
-            .returning(Payment)
+            .returning(Payment.user_id, Payment.amount)
         )
-        return await self.session.scalar(stmt)
+        row = (await self.session.execute(stmt)).one_or_none()
+        return None if row is None else Refund(*row)

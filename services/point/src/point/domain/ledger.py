@@ -1,8 +1,10 @@
 """Points are integer won. A balance never goes below zero and a charge never lifts it past
 the cap; payments and refunds are taken at most once per order."""
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
+from uuid import UUID
 
 from shop_contracts import ErrorCode
 from shopkit.errors import Conflict
@@ -24,6 +26,23 @@ class PaymentStatus(StrEnum):
     REFUNDED = "REFUNDED"
     CANCELLED = "CANCELLED"
     """The order failed before it was paid: a late pay request for it must be declined."""
+
+
+class Entry(NamedTuple):
+    """A line of a user's ledger: what changed their balance, and the balance after it."""
+
+    type: str
+    amount: int
+    balance_after: int
+    order_id: UUID | None
+    created_at: datetime
+
+
+class Refund(NamedTuple):
+    """What a refunded payment gives back, to whom."""
+
+    user_id: int
+    amount: int
 
 
 class BalanceLimitExceeded(Conflict):

@@ -9,12 +9,13 @@ from uuid import UUID
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from product.adapters.tables import Product, ReservationLine, ReservationOrder
 from product.domain.reservation import ReservationStatus
 from shop_contracts import ReservedLine
 from shopkit.database.engine import Prepared
+from shopkit.database.uow import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Released:
 
 
 class ProductRow(NamedTuple):
+    """A product as every read and write of the catalogue returns it (never an ORM row)."""
+
     id: int
     name: str
     price: int
@@ -37,16 +40,14 @@ class ProductRow(NamedTuple):
 
 
 _products = cast(Table, Product.__table__)
-_PRODUCT_ROW: Final = Prepared(
-    select(_products.c.id, _products.c.name, _products.c.price, _products.c.stock).where(
-        _products.c.id == bindparam("product_id")
-    )
-)
+_COLUMNS: Final = (_products.c.id, _products.c.name, _products.c.price, _products.c.stock)
+"""A ProductRow's columns, in its order."""
+_PRODUCT_ROW: Final = Prepared(select(*_COLUMNS).where(_products.c.id == bindparam("product_id")))
 
 
-async def read_product(engine: AsyncEngine, product_id: int) -> ProductRow | None:
-    """The hot read (shopkit.database.engine.Prepared.alone): one prepared statement, no session."""
-    row = await _PRODUCT_ROW.alone(engine, product_id=product_id)
+async def read_product(uow: UnitOfWork, product_id: int) -> ProductRow | None:
+    """The hot read: the unit of work's one prepared statement (`uow.alone`), no session."""
+    row = await uow.alone(_PRODUCT_ROW, product_id=product_id)
     return None if row is None else ProductRow(*row)
 
 
@@ -83,24 +84,25 @@ class ProductRepository:
 
     # the catalogue
 
-    async def all(self) -> Sequence[Product]:
-        return (await self.session.scalars(select(Product).order_by(Product.id))).all()
+    async def all(self) -> list[ProductRow]:
+        rows = await self.session.execute(select(*_COLUMNS).order_by(_products.c.id))
+        return [ProductRow(*row) for row in rows]
 
-    async def add(self, name: str, price: int, stock: int) -> Product:
-        stmt = plain_insert(Product).values(name=name, price=price, stock=stock).returning(Product)
-        product = await self.session.scalar(stmt)
-        assert product is not None
-        return product
-
-    async def set_stock(self, product_id: int, stock: int) -> Product | None:
+    async def add(self, name: str, price: int, stock: int) -> ProductRow:
         stmt = (
-            update(Product)
-            .where(Product.id == product_id)
-            .values(stock=stock)
-            .returning(Product)
-            .execution_options(synchronize_session=False)
+            plain_insert(_products).values(name=name, price=price, stock=stock).returning(*_COLUMNS)
         )
-        return await self.session.scalar(stmt)
+        return ProductRow(*(await self.session.execute(stmt)).one())
+
+    async def set_stock(self, product_id: int, stock: int) -> ProductRow | None:
+        stmt = (
+            update(_products)
+            .where(_products.c.id == product_id)
+            .values(stock=stock)
+            .returning(*_COLUMNS)
+        )
+        row = (await self.session.execute(stmt)).one_or_none()
+        return None if row is None else ProductRow(*row)
 
     # reservations
 

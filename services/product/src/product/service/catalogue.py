@@ -1,36 +1,36 @@
-"""Use cases behind the HTTP API, one transaction each."""
-
-from collections.abc import Sequence
-
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+"""Use cases behind the HTTP API, one unit of work each (shopkit.database.uow)."""
 
 from product.adapters.repository import ProductRepository, ProductRow, read_product
-from product.adapters.tables import Product
 from product.domain.catalogue import ProductNotFound
-from shopkit.database.engine import autocommit
+from shopkit.database.uow import UnitOfWorkFactory
 
 
-async def list_products(session: AsyncSession) -> Sequence[Product]:
-    return await ProductRepository(await autocommit(session)).all()
+async def list_products(units: UnitOfWorkFactory) -> list[ProductRow]:
+    async with units() as uow:
+        return await ProductRepository(await uow.read_only()).all()
 
 
-async def get_product(engine: AsyncEngine, product_id: int) -> ProductRow:
-    """One statement in autocommit: one round trip."""
-    product = await read_product(engine, product_id)
+async def get_product(units: UnitOfWorkFactory, product_id: int) -> ProductRow:
+    """The hot read: one statement alone, one round trip."""
+    async with units() as uow:
+        product = await read_product(uow, product_id)
     if product is None:
         raise ProductNotFound(product_id)
     return product
 
 
-async def create_product(session: AsyncSession, name: str, price: int, stock: int) -> Product:
-    async with session.begin():
-        return await ProductRepository(session).add(name, price, stock)
+async def create_product(units: UnitOfWorkFactory, name: str, price: int, stock: int) -> ProductRow:
+    async with units() as uow:
+        product = await ProductRepository(uow.session).add(name, price, stock)
+        await uow.commit()
+    return product
 
 
-async def set_stock(session: AsyncSession, product_id: int, stock: int) -> Product:
+async def set_stock(units: UnitOfWorkFactory, product_id: int, stock: int) -> ProductRow:
     """Sets what is left to sell (reservations already taken are not affected)."""
-    async with session.begin():
-        product = await ProductRepository(session).set_stock(product_id, stock)
+    async with units() as uow:
+        product = await ProductRepository(uow.session).set_stock(product_id, stock)
+        await uow.commit()
     if product is None:
         raise ProductNotFound(product_id)
     return product

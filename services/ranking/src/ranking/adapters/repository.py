@@ -6,12 +6,13 @@ from datetime import date, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import distinct_on, insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ranking.adapters.tables import DailySales, Snapshot, SnapshotItem
 from ranking.domain.calendar import DayRange
 from ranking.domain.ranking import ProductSales, RankedProduct, Ranking
 from shopkit.database.engine import Prepared
+from shopkit.database.uow import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class DailySalesRow:
 _LATEST_SNAPSHOT_ID = Prepared(select(func.max(Snapshot.id)))
 
 
-async def latest_snapshot_id(engine: AsyncEngine) -> int | None:
-    """The hot read (shopkit.database.engine.Prepared.alone): one prepared statement, no session."""
-    row = await _LATEST_SNAPSHOT_ID.alone(engine)
+async def latest_snapshot_id(uow: UnitOfWork) -> int | None:
+    """The hot read: the unit of work's one prepared statement (`uow.alone`), no session."""
+    row = await uow.alone(_LATEST_SNAPSHOT_ID)
     return None if row is None else row[0]
 
 

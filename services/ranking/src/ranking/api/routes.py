@@ -1,19 +1,17 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Body, Request, Response
 
 from ranking.api.schemas import SnapshotRequest, TopProductsResponse
 from ranking.config import Settings
 from ranking.domain.ranking import Ranking
 from ranking.service import snapshots
-from shopkit.http.app import session
+from shopkit.http.app import UnitsOfWork
 from shopkit.http.auth import AdminClaims
 from shopkit.http.fast import fast
 
 router = APIRouter(tags=["rankings"])
-Db = Annotated[AsyncSession, Depends(session)]
 
 
 def _settings(request: Request) -> Settings:
@@ -53,12 +51,11 @@ async def top_products(request: Request) -> Response:
 @router.post("/rankings/snapshot", status_code=201, response_model=TopProductsResponse)
 async def take_snapshot(
     request: Request,
-    db: Db,
+    units: UnitsOfWork,
     _: AdminClaims,
     body: Annotated[SnapshotRequest | None, Body()] = None,
 ) -> TopProductsResponse:
     """Run the daily job now (operators, tests); `as_of` computes it as if run at that time."""
     as_of = body.as_of if body and body.as_of else datetime.now(UTC)
-    async with db.begin():
-        ranking = await snapshots.take_snapshot(db, _settings(request), as_of)
+    ranking = await snapshots.take_snapshot(units, _settings(request), as_of)
     return TopProductsResponse.of(ranking, ranking.days.days)

@@ -19,6 +19,7 @@
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.database.engine import create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 from shopkit.messaging.deadletter import dead_letter_headers, original_headers
 from shopkit.messaging.kafka import event_type_of
 from shopkit.ops import tracing
@@ -297,8 +299,8 @@ class SalesStream:
 
     async def _daily_snapshot(self, _app: object = None) -> None:
         await self._mirror()
-        async with self._session() as session, session.begin():
-            ranking = await take_snapshot(session, self.settings, datetime.now(UTC))
+        units = partial(UnitOfWork, self._session, self.settings.service_name)
+        ranking = await take_snapshot(units, self.settings, datetime.now(UTC))
         log.info(
             "daily_snapshot_taken",
             first_day=ranking.days.first.isoformat(),
