@@ -4,8 +4,11 @@
   a table of tumbling 1-day windows keyed by (product, source partition). The window is picked
   by the event's own time (`paid_at`, as local wall-clock time: see domain.calendar), never by
   when it is processed. Name and price ride along from the event.
-- Counting is exactly-once on top of at-least-once delivery (see stream.tally): replays after
-  a crash and copies of an event change nothing.
+- Counting is exactly-once on top of at-least-once delivery: replays after a crash are caught
+  by each tally's high-water offset (see stream.tally), and copies of an event at another offset
+  (published again by an outbox, or a dead letter replayed days later) by the claim store the
+  saga consumers use (shopkit.messaging.claims: processed_events in the ranking DB, kept longer
+  than any replay can come). Faust's loop, shopkit's reading, dead letters, tracing and claims.
 - A timer mirrors changed counts into the ranking DB (`daily_sales`), where the snapshot
   reads them: with N workers each one holds only its partitions of the table, the DB sees all.
   After a restart the table is rebuilt from its changelog and every restored count is written
@@ -16,8 +19,7 @@
 - A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
 """
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -28,26 +30,28 @@ from faust.tables.wrappers import WindowWrapper
 from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
 from mode.utils.times import want_seconds
-from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ranking.adapters.repository import DailySalesRow, RankingRepository
 from ranking.config import Settings
-from ranking.domain.calendar import DAY_S, HOUR_S, BusinessCalendar
+from ranking.domain.calendar import DAY_S, BusinessCalendar
 from ranking.service.snapshots import take_snapshot
 from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.database.engine import create_engine, session_factory
-from shopkit.messaging.deadletter import dead_letter_headers, original_headers
-from shopkit.messaging.kafka import event_type_of
-from shopkit.ops import tracing
+from shopkit.database.retention import prune
+from shopkit.messaging import claims, reading, retry
+from shopkit.messaging.claims import Sighting
+from shopkit.messaging.deadletter import letter, logged
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 
 WindowKey = tuple[str, tuple[float, float]]  # (tally key, (window start, window end))
 ROWS_PER_STATEMENT = 1_000
+PAID = frozenset({OrderPaid.__name__})
 
 
 class SalesStream:
@@ -55,6 +59,11 @@ class SalesStream:
         self.settings = settings
         self.calendar = BusinessCalendar(settings.timezone)
         Path(settings.stream_data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes one level
+        self.consumer = settings.stream_app_id
+        """Its name in processed_events and in the dead letters' `dlq.consumer`."""
+        # Faust's loop cannot restart from the committed offsets as the engine does: the claims'
+        # database failing is waited out in place, for as long as it lasts.
+        self.claim_rule = replace(retry.RetryRule.of(settings), patience_s=None)
         self.app = faust.App(
             settings.topic(settings.stream_app_id),
             broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
@@ -74,12 +83,6 @@ class SalesStream:
         self.sales = self._windowed(
             "sales", self.window, "Units sold per (product, partition) per day"
         )
-        # Copies of an event at other offsets (an outbox relay that published it again after a
-        # crash) come minutes apart, not days: the event ids are kept hours, per hour of sale.
-        self.copies_window = TumblingWindow(HOUR_S, expires=timedelta(hours=settings.dedupe_hours))
-        self.events = self._windowed(
-            "event_ids", self.copies_window, "First offset each event id was seen at"
-        )
         self.source = self.app.topic(
             settings.topic(topics.ORDER_EVENTS), key_serializer="raw", value_serializer="raw"
         )
@@ -93,6 +96,7 @@ class SalesStream:
         self.app.agent(self.source, name="ranking.sales")(self._consume)
         self.app.timer(settings.stream_mirror_interval_s, name="mirror")(self._mirror)
         self.app.timer(settings.stream_cleanup_interval_s, name="cleanup")(self._drop_old_days)
+        self.app.timer(settings.retention_interval_s, name="retention")(self._forget_old_claims)
         self.app.crontab(settings.snapshot_cron, timezone=self.calendar.tz, on_leader=True)(
             self._daily_snapshot
         )
@@ -136,49 +140,51 @@ class SalesStream:
     async def _consume(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            if event_type_of(message.headers) not in (None, OrderPaid.__name__):
+            if not reading.wanted(message.headers, PAID):
                 continue  # the saga's other events share the topic (told by the header, unread)
-            with self._span(message):
-                await self.handle(
-                    message.value, message.key, message.partition, message.offset, message.headers
-                )
+            await self.handle(message)
 
-    @staticmethod
-    def _span(message: Any) -> AbstractContextManager[Any]:
-        """Counting a sale continues the order's trace (its headers carry it)."""
-        return tracing.consumer_span("OrderPaid count", message.headers, message.topic)
+    async def handle(self, message: Any) -> None:
+        """Counts one message (a Faust message: value, key, headers, topic, partition, offset)
+        of ORDER_EVENTS, once however often it comes (see the module)."""
 
-    async def handle(
-        self,
-        value: bytes,
-        key: bytes | None,
-        partition: int,
-        offset: int,
-        headers: Any = None,
+        async def unreadable(error: str) -> None:
+            await self._dead_letter(message, error)
+
+        read = await reading.read(message.value, PAID, unreadable)
+        if read is None:
+            return
+        envelope, paid = read.envelope, read.event
+        if not isinstance(paid, OrderPaid):
+            return  # not reached: read() returns OrderPaid events only
+        with reading.span("count", envelope, message.headers, message.topic, self.consumer):
+            try:
+                await self._count(envelope, paid, message.topic, message.partition, message.offset)
+            except retry.GaveUp as gave_up:
+                await self._dead_letter(message, gave_up.reason, gave_up.attempts)
+
+    async def _count(
+        self, envelope: Envelope, paid: OrderPaid, topic: str, partition: int, offset: int
     ) -> None:
-        letter = _Letter(value, key, partition, offset, original_headers(headers))
-        try:
-            envelope = Envelope.model_validate_json(value)
-        except ValidationError as exc:
-            await self._dead_letter(letter, f"unparseable envelope: {exc}")
-            return
-        if envelope.event_type != OrderPaid.__name__:
-            return
-        try:
-            paid = OrderPaid.model_validate(envelope.payload)
-        except ValidationError as exc:
-            await self._dead_letter(letter, f"invalid OrderPaid: {exc}")
-            return
         if self.calendar.day_of(paid.paid_at) < self._oldest_kept():
             log.warning("sale_older_than_retention_ignored", order_id=str(paid.order_id))
             return
-        wall = self.calendar.wall_clock(paid.paid_at)
-        events = self.events.relative_to(wall)
-        event_id = str(envelope.event_id)
-        first_seen_at = cast(int | None, _value(events, event_id))
-        if tally.is_copy(first_seen_at, offset):
-            log.info("duplicate_event_ignored", event_id=event_id, order_id=str(paid.order_id))
+
+        async def sight() -> Sighting:
+            async with self._session() as session, session.begin():
+                return await claims.sight(
+                    session, self.consumer, envelope.event_id, topic, partition, offset
+                )
+
+        sighting, _ = await retry.settle(sight, self.claim_rule)
+        if sighting is Sighting.COPY:
+            log.info(
+                "duplicate_event_ignored",
+                event_id=str(envelope.event_id),
+                order_id=str(paid.order_id),
+            )
             return
+        wall = self.calendar.wall_clock(paid.paid_at)
         sales = self.sales.relative_to(wall)
         window = self.window.current(wall)
         for sale in tally.sales_of(paid.lines):
@@ -187,26 +193,27 @@ class SalesStream:
             if counted is not None:
                 sales[tally_key] = counted
                 self._dirty.add((tally_key, (window[0], window[1])))
-        if first_seen_at is None:
-            events[event_id] = offset
 
-    async def _dead_letter(self, letter: "_Letter", error: str) -> None:
-        """The message as it came, its own headers (trace context) kept for a replay."""
-        await self.dead_letters.send(
-            key=letter.key,
-            value=letter.value,
-            headers=letter.headers
-            + dead_letter_headers(
-                consumer=self.app.conf.id,
-                error=error,
-                topic=self.source.get_topic_name(),
-                partition=letter.partition,
-                offset=letter.offset,
-            ),
+    async def _dead_letter(self, message: Any, error: str, attempts: int | None = None) -> None:
+        """The message as it came, its own headers (trace context) kept for a replay; sent
+        through Faust's producer, written as every consumer writes them."""
+        key, value, headers = letter(
+            message, consumer=self.consumer, error=error, attempts=attempts
         )
-        log.error(
-            "dead_lettered", partition=letter.partition, offset=letter.offset, error=error[:500]
-        )
+        await self.dead_letters.send(key=key, value=value, headers=headers)
+        logged(message, consumer=self.consumer, error=error, attempts=attempts)
+
+    async def _forget_old_claims(self, _app: object = None) -> None:
+        """Prunes the claims (and the other runtime tables) past their retention, as every
+        service's runtime does (shopkit.database.retention). Housekeeping: a failure is tried
+        again next time."""
+        try:
+            deleted = await prune(self._sessionmaker(), self.settings)
+        except Exception:
+            log.warning("retention_failed", exc_info=True)
+            return
+        if any(deleted.values()):
+            log.info("retention_pruned", **deleted)
 
     # -- the mirror in the ranking DB -----------------------------------------------------
 
@@ -215,7 +222,15 @@ class SalesStream:
         restored = set(self.sales.table.data.keys())
         self._dirty |= restored
         log.info("sales_table_restored", windows=len(restored))
+        await self._connect()
         await self._rewind_uncommitted()
+
+    async def _connect(self) -> None:
+        """Connects to the ranking DB before the stream resumes: a first claim that had to
+        connect (~150 ms) held the agent while Faust finished its post-recovery seek, and the
+        records it had buffered meanwhile were dropped (seen: a killed worker's backlog skipped)."""
+        async with self._session() as session:
+            await session.execute(text("SELECT 1"))
 
     async def _rewind_uncommitted(self) -> None:
         """Sends the source partitions nothing was ever committed for back to their beginning.
@@ -278,22 +293,15 @@ class SalesStream:
         return self.calendar.oldest_kept(datetime.now(UTC), self.settings.retention_days)
 
     async def _drop_old_days(self, _app: object = None) -> None:
-        """Drops sales older than the retention and event ids older than the dedupe hours, by
-        the wall clock (Faust's own expiry follows the stream's time, which stops when sales do)."""
+        """Drops sales older than the retention, by the wall clock (Faust's own expiry follows
+        the stream's time, which stops when sales do)."""
         oldest = self._oldest_kept()
-        oldest_copy = (
-            self.calendar.wall_clock(datetime.now(UTC)) - self.settings.dedupe_hours * HOUR_S
-        )
-        for table, too_old in (
-            (self.sales, lambda start: self.calendar.day_starting(start) < oldest),
-            (self.events, lambda start: start + HOUR_S < oldest_copy),
-        ):
-            store = table.table.data
-            old = [k for k in list(store.keys()) if too_old(k[1][0])]
-            for key in old:
-                store.pop(key, None)
-            if old:
-                log.info("old_windows_dropped", table=table.name, windows=len(old))
+        store = self.sales.table.data
+        old = [k for k in list(store.keys()) if self.calendar.day_starting(k[1][0]) < oldest]
+        for key in old:
+            store.pop(key, None)
+        if old:
+            log.info("old_windows_dropped", table=self.sales.name, windows=len(old))
 
     async def _daily_snapshot(self, _app: object = None) -> None:
         await self._mirror()
@@ -306,25 +314,19 @@ class SalesStream:
             items=len(ranking.items),
         )
 
-    def _session(self) -> AsyncSession:
+    def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:  # created on Faust's event loop, on first use
             self._engine = create_engine(self.settings)
             self._sessions = session_factory(self._engine)
-        return self._sessions()
+        return self._sessions
+
+    def _session(self) -> AsyncSession:
+        return self._sessionmaker()()
 
     async def _shutting_down(self, _app: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         await self._mirror()
         if self._engine is not None:
             await self._engine.dispose()
-
-
-@dataclass(frozen=True)
-class _Letter:
-    value: bytes
-    key: bytes | None
-    partition: int
-    offset: int
-    headers: list[tuple[str, bytes]]
 
 
 def _value(windowed: Any, key: str) -> Any:
