@@ -15,7 +15,7 @@ from shopkit.settings import ServiceSettings
 from shopkit.testing import temp_database
 
 RUNTIME_TABLES = {"outbox", "processed_events", "idempotency_keys"}
-SERVICES = {"point": True, "product": True, "coupon": True, "order": True, "ranking": True}
+SERVICES = {"point": True, "product": True, "coupon": True, "order": True, "ranking": False}
 
 
 def service_tables(service: str) -> set[str]:

@@ -17,7 +17,7 @@ async def test_changelog_topics_are_created_with_the_tables_partitions_and_lifet
     own = settings.model_copy(update={"kafka_topic_prefix": unique("t.changelog.") + "."})
     stream = SalesStream(own)
     wanted = {t.name: t for t in stream.changelog_topics()}
-    assert {name.rsplit("-", 2)[-2] for name in wanted} == {"sales"}  # event ids: in the DB
+    assert {name.rsplit("-", 2)[-2] for name in wanted} == {"sales", "event_ids"}
     admin = AIOKafkaAdminClient(bootstrap_servers=own.kafka_bootstrap_servers)
     await admin.start()
     try:

@@ -1,6 +1,7 @@
 """Where an event's retry is decided: the one answer for every consumer built on the engine
-(shopkit.messaging.engine: the saga steps, the data-platform relay), and the rule the ranking
-worker follows too. If you wonder what happens to an event whose handling failed, it is here.
+(shopkit.messaging.engine: the saga steps, the data-platform relay). If you wonder what happens
+to an event whose handling failed, it is here. (The ranking worker's only failure of an event
+is one it cannot read: dead-lettered at once, as below, through shopkit.messaging.reading.)
 
 - A failure of the infrastructure (`shopkit.ops.faults.is_transient`: a statement timeout, a
   deadlock, the database, Kafka or an HTTP peer down or overloaded) is not the event's fault: it

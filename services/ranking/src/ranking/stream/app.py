@@ -4,11 +4,11 @@
   a table of tumbling 1-day windows keyed by (product, source partition). The window is picked
   by the event's own time (`paid_at`, as local wall-clock time: see domain.calendar), never by
   when it is processed. Name and price ride along from the event.
-- Counting is exactly-once on top of at-least-once delivery: replays after a crash are caught
-  by each tally's high-water offset (see stream.tally), and copies of an event at another offset
-  (published again by an outbox, or a dead letter replayed days later) by the claim store the
-  saga consumers use (shopkit.messaging.claims: processed_events in the ranking DB, kept longer
-  than any replay can come). Faust's loop, shopkit's reading, dead letters, tracing and claims.
+- Counting is exactly-once on top of at-least-once delivery (see stream.tally): replays after
+  a crash and copies of an event change nothing, a dead letter replayed days later included:
+  the event ids are remembered as long as the sales are counted (`retention_days`), and an
+  older sale is ignored. Faust's loop; reading, dead letters and tracing are shopkit's, as the
+  consumer engine's (shopkit.messaging.reading, .deadletter).
 - A timer mirrors changed counts into the ranking DB (`daily_sales`), where the snapshot
   reads them: with N workers each one holds only its partitions of the table, the DB sees all.
   After a restart the table is rebuilt from its changelog and every restored count is written
@@ -19,7 +19,6 @@
 - A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
 """
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -30,20 +29,17 @@ from faust.tables.wrappers import WindowWrapper
 from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
 from mode.utils.times import want_seconds
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ranking.adapters.repository import DailySalesRow, RankingRepository
 from ranking.config import Settings
-from ranking.domain.calendar import DAY_S, BusinessCalendar
+from ranking.domain.calendar import DAY_S, HOUR_S, BusinessCalendar
 from ranking.service.snapshots import take_snapshot
 from ranking.stream import tally
 from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.database.engine import create_engine, session_factory
-from shopkit.database.retention import prune
-from shopkit.messaging import claims, reading, retry
-from shopkit.messaging.claims import Sighting
+from shopkit.messaging import reading
 from shopkit.messaging.deadletter import letter, logged
 from shopkit.ops.logging import get_logger
 
@@ -60,10 +56,7 @@ class SalesStream:
         self.calendar = BusinessCalendar(settings.timezone)
         Path(settings.stream_data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes one level
         self.consumer = settings.stream_app_id
-        """Its name in processed_events and in the dead letters' `dlq.consumer`."""
-        # Faust's loop cannot restart from the committed offsets as the engine does: the claims'
-        # database failing is waited out in place, for as long as it lasts.
-        self.claim_rule = replace(retry.RetryRule.of(settings), patience_s=None)
+        """Its name in the dead letters' `dlq.consumer` and in its spans."""
         self.app = faust.App(
             settings.topic(settings.stream_app_id),
             broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
@@ -83,6 +76,16 @@ class SalesStream:
         self.sales = self._windowed(
             "sales", self.window, "Units sold per (product, partition) per day"
         )
+        # The first offset each event id was seen at, to drop copies of it at other offsets
+        # (published again by an outbox, a dead letter replayed days later): kept as long as the
+        # sales themselves, per hour of sale. A copy of an older sale is ignored as too old
+        # anyway, so no copy within the topics' retention is ever counted twice.
+        self.copies_window = TumblingWindow(
+            HOUR_S, expires=timedelta(days=settings.retention_days + 1)
+        )
+        self.events = self._windowed(
+            "event_ids", self.copies_window, "First offset each event id was seen at"
+        )
         self.source = self.app.topic(
             settings.topic(topics.ORDER_EVENTS), key_serializer="raw", value_serializer="raw"
         )
@@ -96,7 +99,6 @@ class SalesStream:
         self.app.agent(self.source, name="ranking.sales")(self._consume)
         self.app.timer(settings.stream_mirror_interval_s, name="mirror")(self._mirror)
         self.app.timer(settings.stream_cleanup_interval_s, name="cleanup")(self._drop_old_days)
-        self.app.timer(settings.retention_interval_s, name="retention")(self._forget_old_claims)
         self.app.crontab(settings.snapshot_cron, timezone=self.calendar.tz, on_leader=True)(
             self._daily_snapshot
         )
@@ -158,33 +160,23 @@ class SalesStream:
         if not isinstance(paid, OrderPaid):
             return  # not reached: read() returns OrderPaid events only
         with reading.span("count", envelope, message.headers, message.topic, self.consumer):
-            try:
-                await self._count(envelope, paid, message.topic, message.partition, message.offset)
-            except retry.GaveUp as gave_up:
-                await self._dead_letter(message, gave_up.reason, gave_up.attempts)
+            await self._count(envelope, paid, message.partition, message.offset)
 
     async def _count(
-        self, envelope: Envelope, paid: OrderPaid, topic: str, partition: int, offset: int
+        self, envelope: Envelope, paid: OrderPaid, partition: int, offset: int
     ) -> None:
+        """Synchronous on purpose: an agent that waits (on a database, say) while Faust settles
+        its partitions after a restart lost records it had fetched meanwhile."""
         if self.calendar.day_of(paid.paid_at) < self._oldest_kept():
             log.warning("sale_older_than_retention_ignored", order_id=str(paid.order_id))
             return
-
-        async def sight() -> Sighting:
-            async with self._session() as session, session.begin():
-                return await claims.sight(
-                    session, self.consumer, envelope.event_id, topic, partition, offset
-                )
-
-        sighting, _ = await retry.settle(sight, self.claim_rule)
-        if sighting is Sighting.COPY:
-            log.info(
-                "duplicate_event_ignored",
-                event_id=str(envelope.event_id),
-                order_id=str(paid.order_id),
-            )
-            return
         wall = self.calendar.wall_clock(paid.paid_at)
+        events = self.events.relative_to(wall)
+        event_id = str(envelope.event_id)
+        first_seen_at = cast(int | None, _value(events, event_id))
+        if tally.is_copy(first_seen_at, offset):
+            log.info("duplicate_event_ignored", event_id=event_id, order_id=str(paid.order_id))
+            return
         sales = self.sales.relative_to(wall)
         window = self.window.current(wall)
         for sale in tally.sales_of(paid.lines):
@@ -193,6 +185,8 @@ class SalesStream:
             if counted is not None:
                 sales[tally_key] = counted
                 self._dirty.add((tally_key, (window[0], window[1])))
+        if first_seen_at is None:
+            events[event_id] = offset
 
     async def _dead_letter(self, message: Any, error: str, attempts: int | None = None) -> None:
         """The message as it came, its own headers (trace context) kept for a replay; sent
@@ -203,18 +197,6 @@ class SalesStream:
         await self.dead_letters.send(key=key, value=value, headers=headers)
         logged(message, consumer=self.consumer, error=error, attempts=attempts)
 
-    async def _forget_old_claims(self, _app: object = None) -> None:
-        """Prunes the claims (and the other runtime tables) past their retention, as every
-        service's runtime does (shopkit.database.retention). Housekeeping: a failure is tried
-        again next time."""
-        try:
-            deleted = await prune(self._sessionmaker(), self.settings)
-        except Exception:
-            log.warning("retention_failed", exc_info=True)
-            return
-        if any(deleted.values()):
-            log.info("retention_pruned", **deleted)
-
     # -- the mirror in the ranking DB -----------------------------------------------------
 
     async def _restored(self) -> None:
@@ -222,15 +204,7 @@ class SalesStream:
         restored = set(self.sales.table.data.keys())
         self._dirty |= restored
         log.info("sales_table_restored", windows=len(restored))
-        await self._connect()
         await self._rewind_uncommitted()
-
-    async def _connect(self) -> None:
-        """Connects to the ranking DB before the stream resumes: a first claim that had to
-        connect (~150 ms) held the agent while Faust finished its post-recovery seek, and the
-        records it had buffered meanwhile were dropped (seen: a killed worker's backlog skipped)."""
-        async with self._session() as session:
-            await session.execute(text("SELECT 1"))
 
     async def _rewind_uncommitted(self) -> None:
         """Sends the source partitions nothing was ever committed for back to their beginning.
@@ -293,15 +267,16 @@ class SalesStream:
         return self.calendar.oldest_kept(datetime.now(UTC), self.settings.retention_days)
 
     async def _drop_old_days(self, _app: object = None) -> None:
-        """Drops sales older than the retention, by the wall clock (Faust's own expiry follows
-        the stream's time, which stops when sales do)."""
+        """Drops sales and event ids older than the retention, by the wall clock (Faust's own
+        expiry follows the stream's time, which stops when sales do)."""
         oldest = self._oldest_kept()
-        store = self.sales.table.data
-        old = [k for k in list(store.keys()) if self.calendar.day_starting(k[1][0]) < oldest]
-        for key in old:
-            store.pop(key, None)
-        if old:
-            log.info("old_windows_dropped", table=self.sales.name, windows=len(old))
+        for table in (self.sales, self.events):
+            store = table.table.data
+            old = [k for k in list(store.keys()) if self.calendar.day_starting(k[1][0]) < oldest]
+            for key in old:
+                store.pop(key, None)
+            if old:
+                log.info("old_windows_dropped", table=table.name, windows=len(old))
 
     async def _daily_snapshot(self, _app: object = None) -> None:
         await self._mirror()
@@ -314,14 +289,11 @@ class SalesStream:
             items=len(ranking.items),
         )
 
-    def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+    def _session(self) -> AsyncSession:
         if self._sessions is None:  # created on Faust's event loop, on first use
             self._engine = create_engine(self.settings)
             self._sessions = session_factory(self._engine)
-        return self._sessions
-
-    def _session(self) -> AsyncSession:
-        return self._sessionmaker()()
+        return self._sessions()
 
     async def _shutting_down(self, _app: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         await self._mirror()
