@@ -190,11 +190,19 @@ class ServiceSettings(BaseSettings):
         "local experiments.",
     )
 
-    processed_events_retention_days: int = Field(
-        default=14,
+    kafka_topic_retention_days: int = Field(
+        default=7,
         ge=1,
-        description="Processed-event rows older than this are deleted: longer than the Kafka "
-        "retention (7 days by default) of the topics they guard against redelivery.",
+        validation_alias="KAFKA_TOPIC_RETENTION_DAYS",
+        description="How long the topics keep messages (`retention.ms` of the topics the "
+        "services create, event and dead-letter topics alike; the brokers' default is the same "
+        "7 days). The claims in processed_events must outlive every replay that retention allows.",
+    )
+    processed_events_retention_days: int = Field(
+        default=15,
+        ge=1,
+        description="Processed-event rows (claims) older than this are deleted: longer than any "
+        "copy of the event can come back (`replay_horizon_days`, checked at start-up).",
     )
     idempotency_keys_retention_days: int = Field(
         default=7, ge=1, description="Idempotency-Key answers are replayed for this long."
@@ -220,6 +228,23 @@ class ServiceSettings(BaseSettings):
         """field name -> (its environment variable, its public local default). A service with
         more secrets extends this."""
         return {"jwt_secret": ("JWT_SECRET", LOCAL_JWT_SECRET)}
+
+    @property
+    def replay_horizon_days(self) -> int:
+        """How long after it was first handled an event can still arrive: a consumer reads it
+        (and may dead-letter it) up to a topic retention after it was published, and its dead
+        letter can be replayed up to a dead-letter topic retention after that."""
+        return 2 * self.kafka_topic_retention_days
+
+    @model_validator(mode="after")
+    def _claims_outlive_replays(self) -> Self:
+        if self.processed_events_retention_days <= self.replay_horizon_days:
+            raise ValueError(
+                f"processed_events_retention_days ({self.processed_events_retention_days}) must "
+                f"exceed the replay horizon ({self.replay_horizon_days} days: twice "
+                "kafka_topic_retention_days), or a replayed dead letter is handled twice"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_forgeable_secrets(self) -> Self:

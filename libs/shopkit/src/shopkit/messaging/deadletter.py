@@ -42,6 +42,35 @@ def original_headers(headers: Any) -> list[tuple[str, bytes]]:
     return [(k, bytes(v)) for k, v in (headers or ()) if not k.startswith(PREFIX)]
 
 
+def letter(
+    message: Any, *, consumer: str, error: str, attempts: int | None = None
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter of `message` (an aiokafka ConsumerRecord or a Faust message: anything
+    with value, key, headers, topic, partition and offset): its key, its value as it came, and
+    its own headers followed by the `dlq.*` ones."""
+    headers = original_headers(message.headers) + dead_letter_headers(
+        consumer=consumer,
+        error=error,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        attempts=attempts,
+    )
+    return message.key, message.value, headers
+
+
+def logged(message: Any, *, consumer: str, error: str, attempts: int | None = None) -> None:
+    log.error(
+        "dead_lettered",
+        consumer=consumer,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        attempts=attempts,
+        error=error[:500],
+    )
+
+
 async def dead_letter(
     producer: Producer,
     settings: ServiceSettings,
@@ -52,25 +81,8 @@ async def dead_letter(
     attempts: int | None = None,
 ) -> None:
     """Sends `record` (an aiokafka ConsumerRecord) to the dead-letter topic and logs it."""
+    key, value, headers = letter(record, consumer=consumer, error=error, attempts=attempts)
     await producer.send_and_wait(
-        settings.topic(topics.DEAD_LETTER),
-        value=record.value,
-        key=record.key,
-        headers=original_headers(record.headers)
-        + dead_letter_headers(
-            consumer=consumer,
-            error=error,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            attempts=attempts,
-        ),
+        settings.topic(topics.DEAD_LETTER), value=value, key=key, headers=headers
     )
-    log.error(
-        "dead_lettered",
-        consumer=consumer,
-        topic=record.topic,
-        offset=record.offset,
-        attempts=attempts,
-        error=error[:500],
-    )
+    logged(record, consumer=consumer, error=error, attempts=attempts)

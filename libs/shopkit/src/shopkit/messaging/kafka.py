@@ -176,16 +176,19 @@ async def ensure_topics(
     settings: ServiceSettings, names: list[str], *, exact: Sequence[NewTopic] = ()
 ) -> None:
     """Create the topics that do not exist yet (idempotent; safe with N replicas): `names`
-    (prefixed, with the configured partitions and replication) and `exact` (as given)."""
+    (prefixed, with the configured partitions, replication and retention: the claims' retention
+    is checked against it) and `exact` (as given)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        retention_ms = settings.kafka_topic_retention_days * 86_400_000
         wanted = [
             NewTopic(
                 settings.topic(n),
                 settings.kafka_topic_partitions,
                 settings.kafka_replication_factor,
+                topic_configs={"retention.ms": str(retention_ms)},
             )
             for n in names
         ] + list(exact)

@@ -2,12 +2,18 @@
 
     list   [--consumer C] [--topic T] [--error TEXT] [--order ID]   one line per dead letter
     show   ID                                                        its headers and message
-    replay ID [ID ...] | --all [the list filters]                    back to its original topic
+    replay ID [ID ...] | --all [the list filters]  [--again]         back to its original topic
 
 An ID is `<partition>:<offset>` in the dead-letter topic, as `list` prints it. A replay sends the
 message as it first came (key, value, its own headers) to the topic it was dead-lettered from,
-with a `dlq.replayed-from` header; every consumer is idempotent by event id, so a replay of an
-event that was handled after all, or a second replay, changes nothing. Connection settings are
+with a `dlq.replayed-from` header, and then records that it did: a marker record on the
+dead-letter topic itself (`dlq.replay-of: ID`, no value), so it is remembered as long as the
+letter is, by every operator and every later run. A letter replayed before is skipped (and
+said so) unless `--again` is given: `replay --all` run twice sends each letter once. (Killed
+between the replay and its marker, the next run sends it again; and if a letter did come back
+twice, every consumer is idempotent by event id for longer than the letter can live:
+shopkit.messaging.claims.) A replayed event that fails again is dead-lettered again: a new
+letter, with an ID of its own, that the next `replay --all` picks up. Connection settings are
 the services' own (KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_PREFIX).
 """
 
@@ -16,7 +22,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -29,6 +35,9 @@ from shopkit.messaging.deadletter import PREFIX, original_headers
 from shopkit.messaging.kafka import make_producer
 from shopkit.settings import ServiceSettings
 
+REPLAY_OF = f"{PREFIX}replay-of"
+"""The header of a marker record: the ID of the letter it says was replayed."""
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -38,6 +47,8 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    replayed: bool = False
+    """A marker says it was replayed before."""
 
     @property
     def id(self) -> str:
@@ -111,7 +122,11 @@ async def read_all(settings: ServiceSettings) -> list[DeadLetter]:
                     for r in records
                     if r.offset < ends[TopicPartition(topic, r.partition)]
                 ]
-        return sorted(letters, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
+        replayed = {m.header(REPLAY_OF) for m in letters if m.header(REPLAY_OF)}
+        return sorted(
+            (replace(d, replayed=d.id in replayed) for d in letters if not d.header(REPLAY_OF)),
+            key=lambda d: (d.timestamp_ms, d.partition, d.offset),
+        )
     finally:
         await consumer.stop()
 
@@ -129,7 +144,8 @@ async def _partitions_of(settings: ServiceSettings, topic: str) -> list[int]:
 
 
 async def replay(settings: ServiceSettings, letters: Sequence[DeadLetter]) -> int:
-    """Sends each letter back to its original topic; the number sent."""
+    """Sends each letter back to its original topic, then marks it replayed (a marker on the
+    dead-letter topic); the number sent."""
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -145,6 +161,15 @@ async def replay(settings: ServiceSettings, letters: Sequence[DeadLetter]) -> in
                     (f"{PREFIX}replayed-from", letter.id.encode()),
                 ],
             )
+            await producer.send_and_wait(
+                settings.topic(topics.DEAD_LETTER),
+                value=b"",
+                key=letter.key,
+                headers=[
+                    (REPLAY_OF, letter.id.encode()),
+                    (f"{PREFIX}replayed-at", datetime.now(UTC).isoformat().encode()),
+                ],
+            )
     finally:
         await producer.stop()
     return len(letters)
@@ -157,7 +182,8 @@ def _line(letter: DeadLetter) -> str:
     return (
         f"{letter.id:<10} {when}  {letter.consumer:<28} {letter.topic:<24} "
         f"{envelope.get('event_type', '?'):<18} {envelope.get('order_id', '?')!s:<36} "
-        f"{letter.header(f'{PREFIX}attempts') or '-':>3}  {error}"
+        f"{letter.header(f'{PREFIX}attempts') or '-':>3}  "
+        f"{'replayed' if letter.replayed else '-':<8}  {error}"
     )
 
 
@@ -171,6 +197,7 @@ def _show(letter: DeadLetter) -> str:
             "id": letter.id,
             "key": letter.key.decode(errors="replace") if letter.key is not None else None,
             "headers": {k: v.decode(errors="replace") for k, v in letter.headers},
+            "replayed": letter.replayed,
             "message": message,
         },
         indent=2,
@@ -192,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     again = commands.add_parser("replay", parents=[filters], help="send back to the original topic")
     again.add_argument("ids", nargs="*", metavar="ID")
     again.add_argument("--all", action="store_true", help="every dead letter the filters select")
+    again.add_argument(
+        "--again", action="store_true", help="also the letters replayed before (skipped otherwise)"
+    )
     return parser
 
 
@@ -220,8 +250,14 @@ async def run(argv: Sequence[str], settings: ServiceSettings, out: TextIO = sys.
         sys.stderr.write(f"no dead letter {', '.join(missing)}\n")
         return 1
     chosen = [d for d in letters if d.matches(args)] if args.all else [by_id[i] for i in args.ids]
-    sent = await replay(settings, chosen)
+    skipped = [d for d in chosen if d.replayed and not args.again]
+    sent = await replay(settings, [d for d in chosen if not d.replayed or args.again])
     out.write(f"replayed {sent} dead letter(s)\n")
+    if skipped:
+        out.write(
+            f"skipped {len(skipped)} replayed before: {' '.join(d.id for d in skipped)}"
+            " (--again to replay them too)\n"
+        )
     return 0
 
 

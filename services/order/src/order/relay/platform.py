@@ -24,6 +24,9 @@ class DeliveryFailed(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retriable = not permanent
+        """How shopkit.ops.faults.is_transient (and so shopkit.messaging.retry) tells an outage
+        from a refusal."""
 
 
 class DataPlatformClient:
