@@ -7,7 +7,10 @@ once it has committed. Every use case and every saga step of every service runs 
         uow.collect(order)          # the events the aggregate recorded
         await uow.commit()          # outbox rows + effects commit together
 
-It rolls back unless committed. The staged events become outbox rows in ONE multi-row INSERT
+It rolls back unless committed. It takes a permit of its engine's gate when it starts (first
+come, first served: shopkit.database.gate) and gives it back when it ends; its session takes a
+connection from the pool at its first statement, and that statement, SQLAlchemy's or the
+driver's, begins the transaction (shopkit.database.transaction). The staged events become outbox rows in ONE multi-row INSERT
 just before the commit, so the relay (woken by that commit) publishes them, never an event of a
 rolled-back change. A consumer's batch shares one unit of work across its events.
 
@@ -30,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, Event
 from shopkit.database.engine import OutboxRow, Prepared
+from shopkit.database.gate import FairGate, gate_of
 from shopkit.ops import tracing
 
 _outbox = cast(Table, OutboxRow.__table__)
@@ -69,6 +73,10 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
+        self._engine = cast(AsyncEngine, self.session.bind)
+        self._gate: FairGate | None = gate_of(self._engine)
+        if self._gate is not None:
+            await self._gate.acquire()
         return self
 
     async def __aexit__(
@@ -78,10 +86,14 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed:
-                await self.session.rollback()
+            try:
+                if not self._committed:
+                    await self.session.rollback()
+            finally:
+                await self.session.close()
         finally:
-            await self.session.close()
+            if self._gate is not None:
+                self._gate.release()
 
     def emit(self, event: Event, occurred_at: datetime | None = None) -> Envelope:
         """Stage `event`: published if, and only if, this unit of work commits."""
@@ -122,9 +134,8 @@ class UnitOfWork:
         writes = self._inserts + ([(_outbox, self._staged)] if self._staged else [])
         self._inserts, self._staged = [], []
         if writes and not self.session.in_transaction():
-            # All there is to do is one statement: its own transaction, on a pooled connection.
-            engine = cast(AsyncEngine, self.session.bind)
-            await _all_in_one(writes).alone(engine, **_parameters(writes))
+            # All there is to do is one statement: its own transaction.
+            await _all_in_one(writes).alone_ungated(self._engine, **_parameters(writes))
         else:
             for table, rows in writes:
                 # A statement per table: rows may carry SQL expressions (a deadline on the
