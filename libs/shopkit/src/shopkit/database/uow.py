@@ -10,9 +10,10 @@ once it has committed. Every use case and every saga step of every service runs 
 It rolls back unless committed. It takes a permit of its engine's gate when it starts (first
 come, first served: shopkit.database.gate) and gives it back when it ends; its session takes a
 connection from the pool at its first statement, and that statement, SQLAlchemy's or the
-driver's, begins the transaction (shopkit.database.transaction). The staged events become outbox rows in ONE multi-row INSERT
-just before the commit, so the relay (woken by that commit) publishes them, never an event of a
-rolled-back change. A consumer's batch shares one unit of work across its events.
+driver's, begins the transaction (shopkit.database.transaction). The staged events become
+outbox rows in ONE multi-row INSERT just before the commit, so the relay (woken by that commit)
+publishes them, never an event of a rolled-back change. A consumer's batch shares one unit of
+work across its events.
 
 Rows a use case only inserts can be handed over with `insert()` instead of executed at once:
 when the unit of work then has read and written nothing else, its inserts and its events go to
