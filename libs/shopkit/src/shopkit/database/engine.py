@@ -2,8 +2,7 @@
 and the tables the shared runtime needs in every service's database."""
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -13,7 +12,6 @@ from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,11 +19,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.util import greenlet_spawn
 
-from shopkit.database.pool import FairAsyncPool
+from shopkit.database import transaction
+from shopkit.database.gate import gate_of, guard
 from shopkit.ops import tracing
 from shopkit.settings import ServiceSettings
 
@@ -97,12 +96,14 @@ def ssl_mode(settings: ServiceSettings) -> str:
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
-    """A fixed pool (no overflow churn) that serves waiters in arrival order; a request that
-    cannot get a connection within db_pool_timeout_s fails with sqlalchemy's TimeoutError
-    (answered 503)."""
+    """A fixed pool (no overflow churn) behind a gate that serves waiters in arrival order
+    (shopkit.database.gate); a request that cannot get a connection within db_pool_timeout_s
+    fails with sqlalchemy's TimeoutError (answered 503). Its transactions are sent on the
+    driver's connection (shopkit.database.transaction), so the driver's own statements
+    (Prepared) share them."""
     engine = create_async_engine(
         settings.database_url,
-        poolclass=FairAsyncPool,
+        **transaction.ENGINE_OPTIONS,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,
@@ -119,6 +120,8 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
             "ssl": ssl_mode(settings),
         },
     )
+    transaction.own_transactions(engine)
+    guard(engine, settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_s)
     tracing.instrument_engine(engine)
     return engine
 
@@ -133,26 +136,46 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 async def autocommit(session: AsyncSession) -> AsyncSession:
     """Makes each statement of `session` its own transaction: a use case of ONE statement then
-    costs one round trip (no BEGIN, no COMMIT). The pool restores the connection's usual
-    isolation level when the session gives it back."""
+    costs one round trip (no BEGIN, no COMMIT). Only this session's connection, while it has
+    it: the next one from the pool is transactional again (shopkit.database.transaction)."""
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
 
 
-@asynccontextmanager
-async def _driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection's asyncpg connection (no transaction is begun on it); a connection
-    that broke is dropped from the pool."""
-    fairy = await engine.raw_connection()
-    driver: asyncpg.Connection = fairy.driver_connection
+_POOL_BRIDGE: Final = AsyncSession()
+"""Runs the pool's synchronous code from asyncio through `run_sync`, SQLAlchemy's public bridge
+(the session itself is never used): giving a connection back may do I/O (closing a broken or
+surplus connection, rolling back one left inside a transaction). A Connection object around the
+pooled connection, as `engine.connect()` makes, cost a third more CPU per statement alone."""
+
+
+def _give_back(_: Any, pooled: PoolProxiedConnection, error: BaseException | None) -> None:
+    if error is not None:
+        pooled.invalidate(error if isinstance(error, Exception) else None)
+    pooled.close()
+
+
+async def _alone(
+    engine: AsyncEngine, statement: "Prepared", params: Mapping[str, Any]
+) -> asyncpg.Record | None:
+    """`statement` on a connection of `engine`'s pool that nothing is begun on (it commits
+    alone); a connection that broke under it is invalidated, the failure is the driver's."""
+    pooled = await engine.raw_connection()
+    broken: BaseException | None = None
     try:
-        yield driver
-    except BaseException:
-        if driver.is_closed():
-            await greenlet_spawn(fairy.invalidate)
-        raise
+        driver: asyncpg.Connection = pooled.driver_connection
+        try:
+            with tracing.statement_span(statement.sql):
+                row: asyncpg.Record | None = await driver.fetchrow(
+                    statement.sql, *statement.args(params)
+                )
+        except BaseException as exc:
+            if driver.is_closed():
+                broken = exc
+            raise
+        return row
     finally:
-        await greenlet_spawn(fairy.close)
+        await _POOL_BRIDGE.run_sync(_give_back, pooled, broken)
 
 
 _ASYNCPG: Final = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
@@ -160,7 +183,8 @@ _ASYNCPG: Final = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 
 class Prepared:
     """A Core or text() statement compiled once for asyncpg (`$n` parameters in a fixed order)
-    and run by the driver on the session's own connection, inside the session's transaction.
+    and run by the driver on the session's own connection, inside the session's transaction
+    (which is the driver's: shopkit.database.transaction).
     SQLAlchemy's per-statement execution (cache-key traversal, execution context, cursor,
     result) cost 140 µs of CPU per statement here, the driver alone 50 µs: for the statements
     every saga event runs. Rows are asyncpg Records (by column name or position); parameters go
@@ -193,9 +217,16 @@ class Prepared:
         ]
 
     async def fetch(self, session: AsyncSession, **params: Any) -> list[asyncpg.Record]:
-        async with _session_driver(session, self.sql) as connection:
-            rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self.args(params))
-            return rows
+        connection = await session.connection()  # the session's transaction begins here
+        driver = transaction.driver_of(connection)
+        try:
+            with tracing.statement_span(self.sql):
+                rows: list[asyncpg.Record] = await driver.fetch(self.sql, *self.args(params))
+        except Exception as exc:
+            if (gone := await transaction.lost(connection, driver, self.sql, exc)) is not None:
+                raise gone from exc
+            raise
+        return rows
 
     async def fetchrow(self, session: AsyncSession, **params: Any) -> asyncpg.Record | None:
         rows = await self.fetch(session, **params)
@@ -206,43 +237,30 @@ class Prepared:
         autocommit: its own transaction, one round trip. For a hot read, or a change that is
         one statement (a charge). SQLAlchemy's session, ORM and result layers were three
         quarters of a product read's CPU."""
-        async with _driver_connection(engine) as connection:
-            with tracing.statement_span(self.sql):
-                row: asyncpg.Record | None = await connection.fetchrow(self.sql, *self.args(params))
-            return row
+        gate = gate_of(engine)
+        if gate is None:
+            return await _alone(engine, self, params)
+        await gate.acquire()
+        try:
+            return await _alone(engine, self, params)
+        finally:
+            gate.release()
+
+    async def alone_ungated(self, engine: AsyncEngine, **params: Any) -> asyncpg.Record | None:
+        """As `alone`, for work that holds a permit of `engine`'s gate already (a unit of
+        work: shopkit.database.gate)."""
+        return await _alone(engine, self, params)
 
     async def executemany(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        async with _session_driver(session, self.sql) as connection:
-            await connection.executemany(self.sql, [self.args(row) for row in rows])
-
-
-@asynccontextmanager
-async def _session_driver(
-    session: AsyncSession, statement: str
-) -> AsyncIterator[asyncpg.Connection]:
-    """The session's asyncpg connection, inside the session's transaction: SQLAlchemy's asyncpg
-    adapter begins a transaction lazily, at its first statement, so it is begun here when no
-    statement has run yet (nothing is begun in autocommit). The adapter's lock keeps the
-    connection to one statement at a time, as SQLAlchemy's own statements do."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    adapter: Any = raw.dbapi_connection  # sqlalchemy AsyncAdapt_asyncpg_connection
-    driver: asyncpg.Connection = raw.driver_connection
-    try:
-        async with adapter._execute_mutex:
-            if adapter._transaction is None:
-                await adapter._start_transaction()
-            with tracing.statement_span(statement):
-                yield driver
-    except Exception as exc:
-        if not driver.is_closed():
+        connection = await session.connection()
+        driver = transaction.driver_of(connection)
+        try:
+            with tracing.statement_span(self.sql):
+                await driver.executemany(self.sql, [self.args(row) for row in rows])
+        except Exception as exc:
+            if (gone := await transaction.lost(connection, driver, self.sql, exc)) is not None:
+                raise gone from exc
             raise
-        # The server went away: the pool must not hand this connection out again, and the
-        # failure reads as SQLAlchemy's own lost connection (transient: shopkit.ops.faults).
-        await connection.invalidate(exc)
-        raise DBAPIError.instance(
-            statement, None, exc, Exception, connection_invalidated=True
-        ) from exc
 
 
 async def fill_pool(engine: AsyncEngine, size: int) -> None:

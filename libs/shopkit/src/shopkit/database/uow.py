@@ -39,8 +39,11 @@ operations keep the cheap cases cheap:
   building and compiling it through SQLAlchemy for every order placed was a fifth of the order
   service's CPU.
 
-The session is opened on first use: a unit of work that only runs `alone()` or only inserts
-costs one small object. The staged events become outbox rows in ONE multi-row INSERT just
+It takes a permit of its engine's gate when it starts (first come, first served:
+shopkit.database.gate) and gives it back when it ends. Its session is opened on first use and
+takes a connection from the pool at its first statement, and that statement, SQLAlchemy's or the
+driver's, begins the transaction (shopkit.database.transaction): a unit of work that only runs
+`alone()` or only inserts costs one small object and a permit. The staged events become outbox rows in ONE multi-row INSERT just
 before the commit, so the relay (woken by that commit) publishes them, never an event of a
 rolled-back change. A consumer's batch shares one unit of work across its events.
 """
@@ -57,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shop_contracts import Envelope, Event
 from shopkit.database.engine import OutboxRow, Prepared, autocommit
+from shopkit.database.gate import FairGate, gate_of
 from shopkit.ops import tracing
 
 _outbox = cast(Table, OutboxRow.__table__)
@@ -104,6 +108,9 @@ class UnitOfWork:
         self._committed = False
 
     async def __aenter__(self) -> Self:
+        self._gate: FairGate | None = gate_of(self.engine)
+        if self._gate is not None:
+            await self._gate.acquire()
         return self
 
     async def __aexit__(
@@ -112,14 +119,17 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session = self._session
-        if session is None:
-            return
         try:
-            if not self._committed:
-                await session.rollback()
+            session = self._session
+            if session is not None:
+                try:
+                    if not self._committed:
+                        await session.rollback()
+                finally:
+                    await session.close()
         finally:
-            await session.close()
+            if self._gate is not None:
+                self._gate.release()
 
     @property
     def session(self) -> AsyncSession:
@@ -131,7 +141,11 @@ class UnitOfWork:
 
     @property
     def engine(self) -> AsyncEngine:
-        return self._engine or cast(AsyncEngine, self.session.bind)
+        """The pool the unit of work's connection comes from."""
+        if self._engine is None:
+            bind = getattr(self._sessions, "kw", {}).get("bind")  # an async_sessionmaker's
+            self._engine = cast(AsyncEngine, bind if bind is not None else self.session.bind)
+        return self._engine
 
     async def read_only(self) -> AsyncSession:
         """The session for reads only, each statement its own transaction (autocommit): a read
@@ -140,11 +154,12 @@ class UnitOfWork:
 
     async def alone(self, statement: Prepared, **params: Any) -> asyncpg.Record | None:
         """`statement` as the unit of work's whole work: in its own transaction on a pooled
-        connection, one round trip, committed when it returns; its first row."""
+        connection (under the unit of work's permit), one round trip, committed when it
+        returns; its first row."""
         if self._session is not None or self._staged or self._inserts:
             raise RuntimeError("alone() is the whole unit of work: nothing before it")
         self._committed = True
-        return await statement.alone(self.engine, **params)
+        return await statement.alone_ungated(self.engine, **params)
 
     def emit(self, event: Event, occurred_at: datetime | None = None) -> Envelope:
         """Stage `event`: published if, and only if, this unit of work commits."""
@@ -185,8 +200,9 @@ class UnitOfWork:
         writes = self._inserts + ([(_outbox, self._staged)] if self._staged else [])
         self._inserts, self._staged = [], []
         if writes and (self._session is None or not self._session.in_transaction()):
-            # All there is to do is one statement: its own transaction, on a pooled connection.
-            await _all_in_one(writes).alone(self.engine, **_parameters(writes))
+            # All there is to do is one statement: its own transaction, on a pooled connection
+            # (under the unit of work's permit).
+            await _all_in_one(writes).alone_ungated(self.engine, **_parameters(writes))
         elif self._session is not None:
             for table, rows in writes:
                 # A statement per table: rows may carry SQL expressions (a deadline on the

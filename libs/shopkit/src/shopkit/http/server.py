@@ -22,25 +22,59 @@ from shopkit.ops.logging import get_logger
 log = get_logger(__name__)
 
 
-class QuietServer(uvicorn.Server):
-    _loop: asyncio.AbstractEventLoop | None = None
-    _exit: asyncio.Event | None = None
+class QuietServer:
+    """A uvicorn server run by a serve loop of our own, through uvicorn's public API only
+    (`Config.load`, `Server.startup`, `on_tick`, `shutdown`, `handle_exit`, `capture_signals`).
 
-    async def main_loop(self) -> None:
-        self._loop, self._exit = asyncio.get_running_loop(), asyncio.Event()
+    Ours because uvicorn's own loop wakes ten times a second to tick (a third of an idle
+    service's CPU): this one ticks once a second (the date header it refreshes changes once a
+    second) and at once when SIGTERM/SIGINT come. Signals are uvicorn's: its `capture_signals`
+    restores the previous handlers and raises a caught signal again after the graceful
+    shutdown; ours, installed inside it, hands the signal to `Server.handle_exit` and wakes the
+    loop."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self.server = uvicorn.Server(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.server.started
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
+            runner.run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        server, config = self.server, self.server.config
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        with server.capture_signals():
+            if threading.current_thread() is threading.main_thread():  # as capture_signals
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, self.handle_exit)
+            if not config.loaded:
+                config.load()
+            server.lifespan = config.lifespan_class(config)  # what startup() runs
+            await server.startup(sockets=sockets)
+            if not server.should_exit:
+                await self._tick_until_exit()
+            if server.started:
+                await server.shutdown(sockets=sockets)
+
+    async def _tick_until_exit(self) -> None:
+        assert self._wake is not None
         counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
+        while not await self.server.on_tick(counter):
             counter = (counter + 10) % 864_000  # on_tick refreshes the date at multiples of 10
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):  # no task per tick, as wait_for makes
-                    await self._exit.wait()
-            should_exit = await self.on_tick(counter)
+                    await self._wake.wait()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        if self._loop is not None and self._exit is not None:
-            self._loop.call_soon_threadsafe(self._exit.set)
+        self.server.handle_exit(sig, frame)
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
 
 def serve_processes(config: uvicorn.Config, processes: int) -> None:

@@ -231,9 +231,14 @@ def finish_server_span(span: Span | None, method: str, route: str, status: int) 
         span.set_status(Status(StatusCode.ERROR))
 
 
+_SPAN_KEY = "shopkit.span"
+
+
 def instrument_engine(engine: AsyncEngine) -> None:
     """A client span per SQL statement, inside the current span, only when that one is recorded
-    (a sampled request or event): an unsampled one pays a context lookup per statement."""
+    (a sampled request or event): an unsampled one pays a context lookup per statement. The
+    open span waits in the connection's `info` dict (SQLAlchemy's place for user data on a
+    connection; one statement at a time runs on a connection)."""
     sync = engine.sync_engine
     if not _enabled or sync in _traced_engines:
         return
@@ -244,7 +249,7 @@ def instrument_engine(engine: AsyncEngine) -> None:
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         if trace.get_current_span().is_recording():
-            context._shop_span = tracer.start_span(
+            conn.info[_SPAN_KEY] = tracer.start_span(
                 statement.split(None, 1)[0] if statement else "SQL",
                 kind=SpanKind.CLIENT,
                 attributes={"db.system": "postgresql", "db.statement": statement[:2_000]},
@@ -254,13 +259,14 @@ def instrument_engine(engine: AsyncEngine) -> None:
     def _done(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        span = getattr(context, "_shop_span", None)
+        span = conn.info.pop(_SPAN_KEY, None)
         if span is not None:
             span.end()
 
     @event.listens_for(sync, "handle_error")
     def _failed(error: Any) -> None:
-        span = getattr(error.execution_context, "_shop_span", None)
+        connection = error.connection
+        span = None if connection is None else connection.info.pop(_SPAN_KEY, None)
         if span is not None:
             span.record_exception(error.original_exception)
             span.set_status(Status(StatusCode.ERROR))
