@@ -117,7 +117,7 @@ async def test_a_killed_worker_comes_back_with_every_count_from_the_changelog(
     strict=False,
     reason="known gap, open: under CPU load (the whole suite on 2 cores) a worker restarted "
     "within its first commit interval sometimes skips the orders published while it was down "
-    "(1 run in 8 in this session; alone it passes); see the issue 19 note",
+    "(it failed once, in a whole-suite run; alone it passed every time); see the issue 19 note",
 )
 async def test_a_restarted_worker_counts_a_backlog_published_while_it_was_down(
     settings: Settings,
