@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -159,7 +160,9 @@ async def _alone(
     engine: AsyncEngine, statement: "Prepared", params: Mapping[str, Any]
 ) -> asyncpg.Record | None:
     """`statement` on a connection of `engine`'s pool that nothing is begun on (it commits
-    alone); a connection that broke under it is invalidated, the failure is the driver's."""
+    alone). A connection that broke under it (the server restarted) is invalidated, and the
+    failure reads as SQLAlchemy's lost connection, transient (shopkit.ops.faults): a request
+    then gets 503, not 500, as with a statement in a session."""
     pooled = await engine.raw_connection()
     broken: BaseException | None = None
     try:
@@ -174,6 +177,12 @@ async def _alone(
                 broken = exc
             raise
         return row
+    except Exception as exc:
+        if broken is None:
+            raise
+        raise DBAPIError.instance(
+            statement.sql, None, exc, Exception, connection_invalidated=True
+        ) from exc
     finally:
         await _POOL_BRIDGE.run_sync(_give_back, pooled, broken)
 
