@@ -28,6 +28,12 @@ class Settings(ServiceSettings):
     retention_days: int = Field(
         default=7, ge=2, description="Days of sales kept (Faust windows, changelog, mirror)."
     )
+    dedupe_hours: int = Field(
+        default=6,
+        ge=1,
+        description="Hours an OrderPaid's event id is remembered to ignore a copy published "
+        "again at another offset (a redelivery at the same offset is caught by the tallies).",
+    )
     snapshot_cron: str = Field(
         default="1 0 * * *", description="When the daily snapshot runs, in the business timezone."
     )

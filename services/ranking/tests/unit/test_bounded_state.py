@@ -1,7 +1,5 @@
-"""The stream's state is bounded: sales and the event ids that catch copies of a sale are kept
-for the retention days, and no longer. As long as a sale can be counted its event id is known,
-so a copy of it (a dead letter replayed days later) is never counted twice; an older sale is
-ignored anyway. "Days later" here is the windows' age against the wall clock."""
+"""The stream's state is bounded: sales for the retention days, the event ids that catch copies
+of an event for hours only (not a week of every order)."""
 
 from datetime import UTC, datetime
 
@@ -10,15 +8,17 @@ from ranking.domain.calendar import DAY_S, HOUR_S
 from ranking.stream.app import SalesStream
 
 
-async def test_event_ids_are_kept_as_long_as_the_sales_they_protect(tmp_path: object) -> None:
-    settings = Settings(retention_days=7, stream_data_dir=str(tmp_path))
+async def test_old_windows_are_dropped_event_ids_after_hours_sales_after_days(
+    tmp_path: object,
+) -> None:
+    settings = Settings(dedupe_hours=6, retention_days=7, stream_data_dir=str(tmp_path))
     stream = SalesStream(settings)
     now = stream.calendar.wall_clock(datetime.now(UTC))
     hour = now - now % HOUR_S
     day = now - now % DAY_S
     ids = stream.events.table.data
     sales = stream.sales.table.data
-    for hours_ago in (0, 8, 6 * 24, 9 * 24):
+    for hours_ago in (0, 5, 8, 48):
         start = hour - hours_ago * HOUR_S
         ids[(f"event-{hours_ago}h", (start, start + HOUR_S - 0.1))] = 1
     for days_ago in (0, 6, 9):
@@ -27,12 +27,5 @@ async def test_event_ids_are_kept_as_long_as_the_sales_they_protect(tmp_path: ob
 
     await stream._drop_old_days()
 
-    assert sorted(k[0] for k in ids.keys()) == ["event-0h", "event-144h", "event-8h"]
+    assert sorted(k[0] for k in ids.keys()) == ["event-0h", "event-5h"]
     assert sorted(k[0] for k in sales.keys()) == ["sale-0d", "sale-6d"]
-
-
-def test_a_sale_older_than_the_retention_is_not_counted(tmp_path: object) -> None:
-    stream = SalesStream(Settings(retention_days=7, stream_data_dir=str(tmp_path)))
-    today = stream.calendar.day_of(datetime.now(UTC))
-    assert (today - stream._oldest_kept()).days == 7
-    assert stream.events.table.changelog_topic.retention == stream.copies_window.expires
