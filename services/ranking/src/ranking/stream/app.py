@@ -230,7 +230,16 @@ class SalesStream:
         the beginning counts nothing twice (each tally's `hw`)."""
         consumer = cast(Consumer, self.app.consumer)
         source = self.source.get_topic_name()
-        committed = await consumer.seek_to_committed()
+        if not any(tp.topic == source for tp in consumer.assignment()):
+            # Nothing of the source is assigned (a broker restarting, a rebalance under way):
+            # nothing to rewind, and aiokafka's seek would raise, which would end Faust's
+            # recovery callback for good and leave the worker counting nothing (chaos round).
+            return
+        try:
+            committed = await consumer.seek_to_committed()
+        except AssertionError:  # the assignment went away meanwhile: as above
+            log.warning("rewind_skipped_nothing_assigned")
+            return
         fresh = [tp for tp, offset in committed.items() if tp.topic == source and not offset]
         if fresh:
             await consumer.seek_wait(await consumer.earliest_offsets(*fresh))
