@@ -3,6 +3,8 @@ and a two-line `env.py` that calls `run_env()`; `upgrade()` applies them at star
 PostgreSQL advisory lock, so N replicas starting together migrate once."""
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command, context, op
@@ -26,8 +28,8 @@ async def upgrade(script_location: Path, database_url: str) -> None:
     await asyncio.to_thread(command.upgrade, config, "head")
 
 
-# The runtime's tables as first released, frozen: a later change gets its own function and
-# each service a new revision that calls it, never an edit here.
+# The runtime's tables as first released, frozen: a later change gets its own pair of functions
+# and each service a new revision that names them as its upgrade and downgrade, never an edit here.
 RUNTIME_TABLES_V1 = [
     """
 CREATE TABLE outbox (
@@ -81,6 +83,26 @@ def drop_runtime_tables_v1() -> None:
     """The downgrade of create_runtime_tables_v1, for each service's first revision."""
     for name in ("idempotency_keys", "processed_events", "outbox"):
         op.drop_table(name)
+
+
+@dataclass(frozen=True)
+class FirstRevision:
+    """A service's first revision: the runtime tables (v1), then the service's own `schema`;
+    `tables` are the service's tables in the order they can be dropped. The revision file exposes
+    its bound `upgrade` and `downgrade` (Alembic reads them as module attributes)."""
+
+    schema: Sequence[str]
+    tables: Sequence[str]
+
+    def upgrade(self) -> None:
+        create_runtime_tables_v1()
+        for statement in self.schema:
+            op.execute(statement)
+
+    def downgrade(self) -> None:
+        for name in self.tables:
+            op.drop_table(name)
+        drop_runtime_tables_v1()
 
 
 OUTBOX_CHANNEL = "shop_outbox"

@@ -3,15 +3,9 @@
 Revision ID: 0004
 """
 
-from shopkit.database.migrations import add_trace_context_v4, drop_trace_context_v4
+from shopkit.database.migrations import add_trace_context_v4 as upgrade
+from shopkit.database.migrations import drop_trace_context_v4 as downgrade
 
+__all__ = ["downgrade", "upgrade"]
 revision = "0004"
 down_revision = "0003"
-
-
-def upgrade() -> None:
-    add_trace_context_v4()
-
-
-def downgrade() -> None:
-    drop_trace_context_v4()

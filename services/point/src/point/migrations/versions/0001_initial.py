@@ -3,9 +3,7 @@
 Revision ID: 0001
 """
 
-from alembic import op
-
-from shopkit.database.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
+from shopkit.database.migrations import FirstRevision
 
 revision = "0001"
 down_revision = None
@@ -51,18 +49,6 @@ CREATE TABLE payments (
 """,
 ]
 
-
-def upgrade() -> None:
-    create_runtime_tables_v1()
-    for statement in SCHEMA:
-        op.execute(statement)
-
-
-def downgrade() -> None:
-    for name in (
-        "payments",
-        "ledger",
-        "balances",
-    ):
-        op.drop_table(name)
-    drop_runtime_tables_v1()
+_REVISION = FirstRevision(SCHEMA, tables=("payments", "ledger", "balances"))
+upgrade = _REVISION.upgrade
+downgrade = _REVISION.downgrade

@@ -3,15 +3,9 @@
 Revision ID: 0002
 """
 
-from shopkit.database.migrations import add_outbox_wakeup_v2, drop_outbox_wakeup_v2
+from shopkit.database.migrations import add_outbox_wakeup_v2 as upgrade
+from shopkit.database.migrations import drop_outbox_wakeup_v2 as downgrade
 
+__all__ = ["downgrade", "upgrade"]
 revision = "0002"
 down_revision = "0001"
-
-
-def upgrade() -> None:
-    add_outbox_wakeup_v2()
-
-
-def downgrade() -> None:
-    drop_outbox_wakeup_v2()

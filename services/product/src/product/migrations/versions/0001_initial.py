@@ -3,9 +3,7 @@
 Revision ID: 0001
 """
 
-from alembic import op
-
-from shopkit.database.migrations import create_runtime_tables_v1, drop_runtime_tables_v1
+from shopkit.database.migrations import FirstRevision
 
 revision = "0001"
 down_revision = None
@@ -58,18 +56,6 @@ CREATE INDEX ix_reservations_product_id ON reservations (product_id)
 """,
 ]
 
-
-def upgrade() -> None:
-    create_runtime_tables_v1()
-    for statement in SCHEMA:
-        op.execute(statement)
-
-
-def downgrade() -> None:
-    for name in (
-        "reservations",
-        "reservation_orders",
-        "products",
-    ):
-        op.drop_table(name)
-    drop_runtime_tables_v1()
+_REVISION = FirstRevision(SCHEMA, tables=("reservations", "reservation_orders", "products"))
+upgrade = _REVISION.upgrade
+downgrade = _REVISION.downgrade
