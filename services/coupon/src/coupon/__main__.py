@@ -1,3 +1,6 @@
-from coupon.main import main
+"""`python -m coupon`: the coupon service's HTTP processes (see shopkit.http.app.serve)."""
 
-main()
+from coupon.config import Settings
+from shopkit.http.app import serve
+
+serve("coupon.main:create_app", Settings())

@@ -11,7 +11,6 @@ from coupon.service.batching import IssuanceBatcher
 from coupon.service.handlers import CONSUMERS
 from coupon.service.reconciling import gate_reconciler
 from shopkit.http.app import create_app as create_service_app
-from shopkit.http.app import serve
 from shopkit.ops.logging import get_logger
 from shopkit.ops.runtime import Runtime
 
@@ -57,12 +56,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = gate
     app.state.writer = writer
     return app
-
-
-def main() -> None:
-    settings = Settings()
-    serve("coupon.main:create_app", settings)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,3 +1,6 @@
-from order.main import main
+"""`python -m order`: the order service's HTTP processes (see shopkit.http.app.serve)."""
 
-main()
+from order.config import Settings
+from shopkit.http.app import serve
+
+serve("order.main:create_app", Settings())

@@ -10,7 +10,6 @@ from order.config import Settings
 from order.service.deadlines import deadline_sweeper
 from order.service.handlers import CONSUMERS
 from shopkit.http.app import create_app as create_service_app
-from shopkit.http.app import serve
 from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,12 +34,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(runtime, title="Order service", routers=[router])
     app.state.completions = completions
     return app
-
-
-def main() -> None:
-    settings = Settings()
-    serve("order.main:create_app", settings)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,6 @@ from point.api.routes import router
 from point.config import Settings
 from point.service.handlers import CONSUMERS
 from shopkit.http.app import create_app as create_service_app
-from shopkit.http.app import serve
 from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,12 +19,3 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(build_runtime(settings), title="Point service", routers=[router])
-
-
-def main() -> None:
-    settings = Settings()
-    serve("point.main:create_app", settings)
-
-
-if __name__ == "__main__":
-    main()

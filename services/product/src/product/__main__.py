@@ -1,3 +1,6 @@
-from product.main import main
+"""`python -m product`: the product service's HTTP processes (see shopkit.http.app.serve)."""
 
-main()
+from product.config import Settings
+from shopkit.http.app import serve
+
+serve("product.main:create_app", Settings())

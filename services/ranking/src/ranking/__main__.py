@@ -1,3 +1,6 @@
-from ranking.main import main
+"""`python -m ranking`: the ranking service's HTTP processes (see shopkit.http.app.serve)."""
 
-main()
+from ranking.config import Settings
+from shopkit.http.app import serve
+
+serve("ranking.main:create_app", Settings())

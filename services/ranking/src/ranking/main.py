@@ -9,7 +9,6 @@ from ranking.api.routes import router
 from ranking.config import Settings
 from ranking.service.snapshots import LatestRanking
 from shopkit.http.app import create_app as create_service_app
-from shopkit.http.app import serve
 from shopkit.ops.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -24,12 +23,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(runtime, title="Ranking service", routers=[router])
     app.state.latest_ranking = LatestRanking(runtime.api_unit_of_work)
     return app
-
-
-def main() -> None:
-    settings = Settings()
-    serve("ranking.main:create_app", settings)
-
-
-if __name__ == "__main__":
-    main()

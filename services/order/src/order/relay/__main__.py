@@ -1,3 +1,6 @@
-from order.relay.main import main
+"""`python -m order.relay`: the data-platform relay's process (see order.relay.main)."""
 
-main()
+from order.relay.config import RelaySettings
+from shopkit.http.app import serve
+
+serve("order.relay.main:create_app", RelaySettings())

@@ -12,7 +12,6 @@ from order.relay.platform import DataPlatformClient
 from order.relay.worker import DataPlatformRelay
 from shop_contracts import topics
 from shopkit.http.app import create_app as create_service_app
-from shopkit.http.app import serve
 from shopkit.messaging.kafka import ensure_topics, make_producer
 from shopkit.ops.runtime import Runtime, Worker
 
@@ -42,8 +41,3 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
     settings = settings or RelaySettings()
     runtime = Runtime(settings, components=[data_platform_relay(settings)], publishes=False)
     return create_service_app(runtime, title="Order data-platform relay", routers=[])
-
-
-def main() -> None:
-    settings = RelaySettings()
-    serve("order.relay.main:create_app", settings)
