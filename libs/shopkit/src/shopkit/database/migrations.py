@@ -3,8 +3,7 @@ and a two-line `env.py` that calls `run_env()`; `upgrade()` applies them at star
 PostgreSQL advisory lock, so N replicas starting together migrate once."""
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from alembic import command, context, op
@@ -73,36 +72,51 @@ CREATE INDEX ix_idempotency_keys_created_at ON idempotency_keys (created_at)
 ]
 
 
+def execute_all(statements: Iterable[str]) -> None:
+    """Runs a revision's frozen DDL, statement by statement."""
+    for statement in statements:
+        op.execute(statement)
+
+
+def drop_tables(names: Iterable[str]) -> None:
+    """Drops tables in the order given (the order they can be dropped in)."""
+    for name in names:
+        op.drop_table(name)
+
+
 def create_runtime_tables_v1() -> None:
     """Called by each service's first revision: outbox, processed_events, idempotency_keys."""
-    for statement in RUNTIME_TABLES_V1:
-        op.execute(statement)
+    execute_all(RUNTIME_TABLES_V1)
 
 
 def drop_runtime_tables_v1() -> None:
     """The downgrade of create_runtime_tables_v1, for each service's first revision."""
-    for name in ("idempotency_keys", "processed_events", "outbox"):
-        op.drop_table(name)
+    drop_tables(("idempotency_keys", "processed_events", "outbox"))
 
 
-@dataclass(frozen=True)
-class FirstRevision:
-    """A service's first revision: the runtime tables (v1), then the service's own `schema`;
-    `tables` are the service's tables in the order they can be dropped. The revision file exposes
-    its bound `upgrade` and `downgrade` (Alembic reads them as module attributes)."""
+Step = Callable[[], None]
+"""A revision's `upgrade` or `downgrade`."""
 
-    schema: Sequence[str]
-    tables: Sequence[str]
 
-    def upgrade(self) -> None:
-        create_runtime_tables_v1()
-        for statement in self.schema:
-            op.execute(statement)
+def first_revision(
+    schema: Sequence[str], *, drop: Sequence[str], runtime_tables: bool = True
+) -> tuple[Step, Step]:
+    """A service's first revision, as its `(upgrade, downgrade)` (Alembic reads them as module
+    attributes): the runtime tables (v1) unless `runtime_tables` is off (a service without
+    outbox or consumers), then the service's own `schema`; `drop` names the service's tables in
+    the order they can be dropped."""
 
-    def downgrade(self) -> None:
-        for name in self.tables:
-            op.drop_table(name)
-        drop_runtime_tables_v1()
+    def upgrade() -> None:
+        if runtime_tables:
+            create_runtime_tables_v1()
+        execute_all(schema)
+
+    def downgrade() -> None:
+        drop_tables(drop)
+        if runtime_tables:
+            drop_runtime_tables_v1()
+
+    return upgrade, downgrade
 
 
 OUTBOX_CHANNEL = "shop_outbox"
@@ -131,8 +145,7 @@ CREATE INDEX ix_outbox_unsent ON outbox (id) WHERE sent_at IS NULL
 
 
 def add_outbox_wakeup_v2() -> None:
-    for statement in OUTBOX_WAKEUP_V2:
-        op.execute(statement)
+    execute_all(OUTBOX_WAKEUP_V2)
 
 
 def drop_outbox_wakeup_v2() -> None:
@@ -172,8 +185,7 @@ CREATE INDEX IF NOT EXISTS ix_processed_events_processed_at ON processed_events 
 
 
 def add_retention_index_v3() -> None:
-    for statement in RETENTION_INDEX_V3:
-        op.execute(statement)
+    execute_all(RETENTION_INDEX_V3)
 
 
 def drop_retention_index_v3() -> None:
@@ -190,8 +202,7 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS trace_context JSONB
 
 
 def add_trace_context_v4() -> None:
-    for statement in TRACE_CONTEXT_V4:
-        op.execute(statement)
+    execute_all(TRACE_CONTEXT_V4)
 
 
 def drop_trace_context_v4() -> None:

@@ -3,7 +3,7 @@
 Revision ID: 0001
 """
 
-from shopkit.database.migrations import FirstRevision
+from shopkit.database.migrations import first_revision
 
 revision = "0001"
 down_revision = None
@@ -67,6 +67,4 @@ CREATE TABLE order_pricings (
 """,
 ]
 
-_REVISION = FirstRevision(SCHEMA, tables=("order_pricings", "user_coupons", "coupons"))
-upgrade = _REVISION.upgrade
-downgrade = _REVISION.downgrade
+upgrade, downgrade = first_revision(SCHEMA, drop=("order_pricings", "user_coupons", "coupons"))

@@ -3,7 +3,7 @@
 Revision ID: 0001
 """
 
-from shopkit.database.migrations import FirstRevision
+from shopkit.database.migrations import first_revision
 
 revision = "0001"
 down_revision = None
@@ -62,6 +62,4 @@ CREATE TABLE order_lines (
 """,
 ]
 
-_REVISION = FirstRevision(SCHEMA, tables=("order_lines", "orders"))
-upgrade = _REVISION.upgrade
-downgrade = _REVISION.downgrade
+upgrade, downgrade = first_revision(SCHEMA, drop=("order_lines", "orders"))

@@ -3,7 +3,7 @@
 Revision ID: 0001
 """
 
-from shopkit.database.migrations import FirstRevision
+from shopkit.database.migrations import first_revision
 
 revision = "0001"
 down_revision = None
@@ -49,6 +49,4 @@ CREATE TABLE payments (
 """,
 ]
 
-_REVISION = FirstRevision(SCHEMA, tables=("payments", "ledger", "balances"))
-upgrade = _REVISION.upgrade
-downgrade = _REVISION.downgrade
+upgrade, downgrade = first_revision(SCHEMA, drop=("payments", "ledger", "balances"))

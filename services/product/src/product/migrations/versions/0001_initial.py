@@ -3,7 +3,7 @@
 Revision ID: 0001
 """
 
-from shopkit.database.migrations import FirstRevision
+from shopkit.database.migrations import first_revision
 
 revision = "0001"
 down_revision = None
@@ -56,6 +56,4 @@ CREATE INDEX ix_reservations_product_id ON reservations (product_id)
 """,
 ]
 
-_REVISION = FirstRevision(SCHEMA, tables=("reservations", "reservation_orders", "products"))
-upgrade = _REVISION.upgrade
-downgrade = _REVISION.downgrade
+upgrade, downgrade = first_revision(SCHEMA, drop=("reservations", "reservation_orders", "products"))

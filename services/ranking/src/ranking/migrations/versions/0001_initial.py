@@ -3,7 +3,7 @@
 Revision ID: 0001
 """
 
-from alembic import op
+from shopkit.database.migrations import first_revision
 
 revision = "0001"
 down_revision = None
@@ -49,12 +49,9 @@ CREATE TABLE ranking_snapshot_items (
 """,
 ]
 
-
-def upgrade() -> None:
-    for statement in SCHEMA:
-        op.execute(statement)
-
-
-def downgrade() -> None:
-    for name in ("ranking_snapshot_items", "ranking_snapshots", "daily_sales"):
-        op.drop_table(name)
+# No runtime tables: the ranking service has no outbox and no consumers of shopkit's.
+upgrade, downgrade = first_revision(
+    SCHEMA,
+    drop=("ranking_snapshot_items", "ranking_snapshots", "daily_sales"),
+    runtime_tables=False,
+)
