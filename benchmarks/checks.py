@@ -105,19 +105,19 @@ class Databases:
 
     async def ledger(self, first_user: int, last_user: int) -> tuple[int, int]:
         """(ledger rows, their amounts) of the users in [first_user, last_user]."""
-        row = await self.c["point"].fetchrow(
-            "SELECT count(*) AS n, coalesce(sum(amount), 0) AS amount FROM ledger"
-            " WHERE user_id BETWEEN $1 AND $2",
-            first_user,
-            last_user,
-        )
-        assert row is not None
-        return int(row["n"]), int(row["amount"])
+        return await self._users_rows("ledger", "amount", first_user, last_user)
 
     async def balances(self, first_user: int, last_user: int) -> tuple[int, int]:
         """(balance rows, their sum) of the users in [first_user, last_user]."""
+        return await self._users_rows("balances", "balance", first_user, last_user)
+
+    async def _users_rows(
+        self, table: str, column: str, first_user: int, last_user: int
+    ) -> tuple[int, int]:
+        """(rows, the sum of `column`) of the point database's `table` for the users in
+        [first_user, last_user]."""
         row = await self.c["point"].fetchrow(
-            "SELECT count(*) AS n, coalesce(sum(balance), 0) AS total FROM balances"
+            f"SELECT count(*) AS n, coalesce(sum({column}), 0) AS total FROM {table}"
             " WHERE user_id BETWEEN $1 AND $2",
             first_user,
             last_user,
