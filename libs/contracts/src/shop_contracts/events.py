@@ -17,6 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shop_contracts import topics
 
+__all__ = [
+    "EVENT_TYPES",
+    "CouponRejected",
+    "Event",
+    "ExcludedLine",
+    "ExclusionReason",
+    "FailureReason",
+    "OrderCreated",
+    "OrderFailed",
+    "OrderLine",
+    "OrderPaid",
+    "OrderPriced",
+    "PaidLine",
+    "PaymentCompleted",
+    "PaymentFailed",
+    "ReservedLine",
+    "StockRejected",
+    "StockReserved",
+]
+
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Won = Annotated[int, Field(ge=0)]
 Quantity = Annotated[int, Field(ge=1)]
