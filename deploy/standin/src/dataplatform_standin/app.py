@@ -35,13 +35,20 @@ class Delivery:
 
 
 @dataclass
+class Faults:
+    """How the platform is told to misbehave (the /control endpoints)."""
+
+    fail_next: int = 0
+    fail_status: int = 503
+    slow_s: float = 0.0
+
+
+@dataclass
 class Platform:
     """What the platform has received, and how it is told to misbehave."""
 
     deliveries: dict[str, Delivery] = field(default_factory=dict)
-    fail_next: int = 0
-    fail_status: int = 503
-    slow_s: float = 0.0
+    faults: Faults = field(default_factory=Faults)
     requests: int = 0
     injected_failures: int = 0
     rejected_signatures: int = 0
@@ -86,12 +93,13 @@ def create_app(secret: str = DEFAULT_SECRET) -> FastAPI:
     ) -> JSONResponse:
         platform.requests += 1
         body = await request.body()
-        if platform.slow_s:
-            await asyncio.sleep(platform.slow_s)
-        if platform.fail_next > 0:
-            platform.fail_next -= 1
+        faults = platform.faults
+        if faults.slow_s:
+            await asyncio.sleep(faults.slow_s)
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
             platform.injected_failures += 1
-            return _error(platform.fail_status, "injected failure")
+            return _error(faults.fail_status, "injected failure")
         if signature is None or not hmac.compare_digest(signature, sign(body, secret)):
             platform.rejected_signatures += 1
             return _error(401, "bad or missing X-Signature")
@@ -131,12 +139,12 @@ def create_app(secret: str = DEFAULT_SECRET) -> FastAPI:
 
     @app.post("/control/fail-next")
     async def fail_next(body: FailNext, platform: State) -> dict[str, int]:
-        platform.fail_next, platform.fail_status = body.count, body.status
+        platform.faults.fail_next, platform.faults.fail_status = body.count, body.status
         return {"count": body.count, "status": body.status}
 
     @app.post("/control/slow")
     async def slow(body: Slow, platform: State) -> dict[str, float]:
-        platform.slow_s = body.seconds
+        platform.faults.slow_s = body.seconds
         return {"seconds": body.seconds}
 
     @app.post("/control/reset")
@@ -152,8 +160,8 @@ def create_app(secret: str = DEFAULT_SECRET) -> FastAPI:
             "duplicates": platform.duplicates,
             "injected_failures": platform.injected_failures,
             "rejected_signatures": platform.rejected_signatures,
-            "fail_next": platform.fail_next,
-            "slow_seconds": platform.slow_s,
+            "fail_next": platform.faults.fail_next,
+            "slow_seconds": platform.faults.slow_s,
         }
 
     @app.get("/healthz")
