@@ -17,6 +17,7 @@ class InsecureSettings(ValueError):
 
 
 class ServiceSettings(BaseSettings):
+    # A service's class sets only its `env_prefix`: pydantic merges the rest in from here.
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
 
     service_name: str = "service"

@@ -5,7 +5,7 @@ from shopkit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="ORDER_")
 
     service_name: str = "order"
     database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_order"

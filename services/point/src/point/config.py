@@ -4,7 +4,7 @@ from shopkit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="POINT_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="POINT_")
 
     service_name: str = "point"
     database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_point"

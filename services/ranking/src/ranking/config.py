@@ -9,7 +9,7 @@ from shopkit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="RANKING_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="RANKING_")
 
     service_name: str = "ranking"
     database_url: str = "postgresql+asyncpg://shop:shop@localhost:5432/shop_ranking"

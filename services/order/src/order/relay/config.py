@@ -9,9 +9,7 @@ LOCAL_PLATFORM_SECRET = "local-dev-platform-secret"
 class RelaySettings(ServiceSettings):
     """`ORDER_RELAY_*`; the platform's address and secret are shared names without prefix."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="ORDER_RELAY_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="ORDER_RELAY_")
 
     service_name: str = "order-relay"
     database_url: str = Field(
