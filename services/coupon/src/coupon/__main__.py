@@ -1,6 +1,7 @@
 """`python -m coupon`: the coupon service's HTTP processes (see shopkit.http.app.serve)."""
 
 from coupon.config import Settings
+from coupon.main import create_app
 from shopkit.http.app import serve
 
-serve("coupon.main:create_app", Settings())
+serve(create_app, Settings())

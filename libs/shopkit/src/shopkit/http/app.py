@@ -4,7 +4,7 @@ every error (one place), request ids, latency metrics, /healthz, /readyz and /me
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -241,15 +241,18 @@ UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(_api_units_of_work)]
 shopkit.database.uow)."""
 
 
-def serve(app_factory: str, settings: ServiceSettings) -> None:
-    """Serves `package.module:create_app` in `http_workers` processes sharing the port (the
-    kernel spreads the connections): one runs the service's workers too (consumers, outbox
-    relay, sweepers), the others answer HTTP only (shopkit.ops.roles)."""
+def serve(app_factory: str | Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Serves `package.module:create_app` (or that function, named by its import path) in
+    `http_workers` processes sharing the port (the kernel spreads the connections): one runs the
+    service's workers too (consumers, outbox relay, sweepers), the others answer HTTP only
+    (shopkit.ops.roles)."""
     import uvicorn
 
     from shopkit.http.server import QuietServer, serve_processes
     from shopkit.ops.logging import configure_logging
 
+    if callable(app_factory):
+        app_factory = f"{app_factory.__module__}:{app_factory.__qualname__}"
     options: dict[str, Any] = {
         "host": settings.http_host,
         "port": settings.http_port,
