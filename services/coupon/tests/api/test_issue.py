@@ -1,48 +1,21 @@
 """POST /coupons/{coupon_id}/issue: every answer of API.md, and what each leaves behind."""
 
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.main import create_app
 from shopkit.testing import ActAsUser, assert_problem, free_port, running_server
 
-NewCoupon = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Copies:
-    """What issuing left behind for a coupon: who holds a copy in PostgreSQL, the coupon's
-    issued quantity there (None: no such coupon), and the Redis gate's (meta, admitted users)."""
-
-    holders: set[int]
-    issued_quantity: int | None
-    gate: tuple[dict[str, Any], set[int]]
-
-
-CopiesOf = Callable[[int], Awaitable[Copies]]
-
-
-@pytest.fixture
-def copies(db: asyncpg.Connection, gate: IssuanceGate) -> CopiesOf:
-    async def of(coupon_id: int) -> Copies:
-        rows = await db.fetch("SELECT user_id FROM user_coupons WHERE coupon_id = $1", coupon_id)
-        quantity = await db.fetchval("SELECT issued_quantity FROM coupons WHERE id = $1", coupon_id)
-        return Copies({r["user_id"] for r in rows}, quantity, await gate.state(coupon_id))
-
-    return of
+from ..conftest import Copies, CopiesOf, CouponFactory
 
 
 async def test_issue_gives_the_user_an_available_copy(
-    client: httpx.AsyncClient, new_coupon: NewCoupon, copies: CopiesOf, user_id: int
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, user_id: int
 ) -> None:
     coupon = await new_coupon(valid_days=30)
     r = await client.post(f"/coupons/{coupon['id']}/issue", json={"user_id": user_id})
@@ -65,7 +38,7 @@ async def test_issue_gives_the_user_an_available_copy(
 
 
 async def test_largest_user_id_is_accepted(
-    client: httpx.AsyncClient, new_coupon: NewCoupon
+    client: httpx.AsyncClient, new_coupon: CouponFactory
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(f"/coupons/{coupon['id']}/issue", json={"user_id": 2**63 - 1})
@@ -74,7 +47,7 @@ async def test_largest_user_id_is_accepted(
 
 
 async def test_second_issue_for_the_same_user_is_409_and_changes_nothing(
-    client: httpx.AsyncClient, new_coupon: NewCoupon, copies: CopiesOf, user_id: int
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, user_id: int
 ) -> None:
     coupon = await new_coupon()
     path = f"/coupons/{coupon['id']}/issue"
@@ -87,7 +60,7 @@ async def test_second_issue_for_the_same_user_is_409_and_changes_nothing(
 
 
 async def test_issue_past_the_total_is_409_sold_out_and_changes_nothing(
-    client: httpx.AsyncClient, new_coupon: NewCoupon, copies: CopiesOf
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf
 ) -> None:
     coupon = await new_coupon(total_quantity=2)
     path = f"/coupons/{coupon['id']}/issue"
@@ -124,7 +97,7 @@ async def test_issue_of_an_unknown_coupon_is_404_and_changes_nothing(
     ],
 )
 async def test_invalid_issue_body_is_422_and_changes_nothing(
-    client: httpx.AsyncClient, new_coupon: NewCoupon, copies: CopiesOf, body: object
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, body: object
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(f"/coupons/{coupon['id']}/issue", json=body)
@@ -134,7 +107,7 @@ async def test_invalid_issue_body_is_422_and_changes_nothing(
 
 
 async def test_malformed_issue_json_is_422(
-    client: httpx.AsyncClient, new_coupon: NewCoupon
+    client: httpx.AsyncClient, new_coupon: CouponFactory
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(
@@ -157,7 +130,7 @@ async def test_out_of_range_coupon_id_on_issue_is_422(
 
 async def test_a_token_may_issue_only_to_its_own_user(
     client: httpx.AsyncClient,
-    new_coupon: NewCoupon,
+    new_coupon: CouponFactory,
     token: Callable[..., dict[str, str]],
     admin: dict[str, str],
     copies: CopiesOf,
@@ -187,7 +160,7 @@ def silent_port() -> Iterator[int]:
 @pytest.mark.parametrize("redis", ["closed port", "silent port"])
 async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
     settings: Settings,
-    new_coupon: NewCoupon,
+    new_coupon: CouponFactory,
     copies: CopiesOf,
     silent_port: int,
     redis: str,
