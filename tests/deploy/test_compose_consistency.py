@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .compose_check import check_compose, environment
 from .stack_model import (
@@ -27,6 +27,7 @@ from .stack_model import (
 )
 
 COMPOSE = ROOT / "docker-compose.yml"
+Mutation = Callable[[dict[str, Any]], None]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_compose_runs_the_same_system_as_the_local_stack(
 # ---------------------------------------------------------------- the check notices drift
 
 
-def _rename_env(service: str, old: str, new: str) -> Callable[[dict[str, Any]], None]:
+def _rename_env(service: str, old: str, new: str) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         env = doc["services"][service]["environment"]
         env[new] = env.pop(old)
@@ -54,28 +55,28 @@ def _rename_env(service: str, old: str, new: str) -> Callable[[dict[str, Any]], 
     return mutate
 
 
-def _set_env(service: str, var: str, value: str) -> Callable[[dict[str, Any]], None]:
+def _set_env(service: str, var: str, value: str) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         doc["services"][service]["environment"][var] = value
 
     return mutate
 
 
-def _drop_service(service: str) -> Callable[[dict[str, Any]], None]:
+def _drop_service(service: str) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         del doc["services"][service]
 
     return mutate
 
 
-def _set_ports(service: str, ports: list[str]) -> Callable[[dict[str, Any]], None]:
+def _set_ports(service: str, ports: list[str]) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         doc["services"][service]["ports"] = ports
 
     return mutate
 
 
-def _drop_dependency(service: str, dependency: str) -> Callable[[dict[str, Any]], None]:
+def _drop_dependency(service: str, dependency: str) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         depends = dict(doc["services"][service]["depends_on"])
         del depends[dependency]
@@ -84,69 +85,11 @@ def _drop_dependency(service: str, dependency: str) -> Callable[[dict[str, Any]]
     return mutate
 
 
-@pytest.mark.parametrize(
-    ("mutate", "expected"),
-    [
-        pytest.param(
-            _rename_env("order", "ORDER_DATABASE_URL", "ORDER_DB_URL"),
-            "compose order: ORDER_DB_URL is not a setting of order",
-            id="variable-renamed-in-compose",
-        ),
-        pytest.param(
-            _rename_env("order", "ORDER_DATABASE_URL", "ORDER_DB_URL"),
-            "compose order: ORDER_DATABASE_URL is missing",
-            id="variable-renamed-in-compose-leaves-the-setting-unset",
-        ),
-        pytest.param(
-            _rename_env("coupon", "REDIS_URL", "COUPON_REDIS_ADDRESS"),
-            "compose coupon: COUPON_REDIS_ADDRESS is not a setting of coupon",
-            id="unprefixed-variable-renamed-in-compose",
-        ),
-        pytest.param(
-            _set_env("point", "POINT_HTTP_PORT", "8011"),
-            "compose point: POINT_HTTP_PORT should be 8001",
-            id="port-changed-in-compose",
-        ),
-        pytest.param(
-            _set_ports("product", ["18002:8002"]),
-            "compose product: port 8002 is not published as 8002:8002",
-            id="published-port-changed",
-        ),
-        pytest.param(
-            _set_env(
-                "point", "POINT_DATABASE_URL", "postgresql+asyncpg://shop:shop@postgres:5432/points"
-            ),
-            "names database 'points', the local default is 'shop_point'",
-            id="database-renamed",
-        ),
-        pytest.param(
-            _drop_service("point"),
-            "local process 'point' (python -m point) has no compose service",
-            id="process-missing-from-compose",
-        ),
-        pytest.param(
-            _set_env("gateway", "GATEWAY_ORDER_UPSTREAM", "order:8005"),
-            "compose gateway: GATEWAY_ORDER_UPSTREAM=order:8005 but order listens on 8004",
-            id="gateway-routes-to-the-wrong-port",
-        ),
-        pytest.param(
-            _rename_env("gateway", "GATEWAY_ISSUE_BURST", "GATEWAY_BURST"),
-            "compose gateway: GATEWAY_ISSUE_BURST (a placeholder of the gateway template) is not set",
-            id="gateway-variable-renamed",
-        ),
-        pytest.param(
-            _drop_dependency("coupon", "redis"),
-            "compose coupon: must depend on redis being healthy",
-            id="dependency-dropped",
-        ),
-    ],
-)
-def test_a_change_on_the_compose_side_is_reported(
-    compose: dict[str, Any],
-    stack: LocalStack,
-    mutate: Callable[[dict[str, Any]], None],
-    expected: str,
+def _assert_reported(
+    compose: dict[str, Any], stack: LocalStack, mutate: Mutation, expected: str
 ) -> None:
+    """The check reports `expected` of docker-compose.yml once `mutate` changed it, and not
+    before."""
     assert not any(expected in problem for problem in check_compose(compose, stack))
     changed = copy.deepcopy(compose)
     mutate(changed)
@@ -154,18 +97,116 @@ def test_a_change_on_the_compose_side_is_reported(
     assert any(expected in problem for problem in problems), "\n".join(problems)
 
 
+@pytest.mark.parametrize(
+    ("service", "old", "new", "expected"),
+    [
+        (
+            "order",
+            "ORDER_DATABASE_URL",
+            "ORDER_DB_URL",
+            "compose order: ORDER_DB_URL is not a setting of order",
+        ),
+        (
+            "order",
+            "ORDER_DATABASE_URL",
+            "ORDER_DB_URL",
+            "compose order: ORDER_DATABASE_URL is missing",
+        ),
+        (
+            "coupon",
+            "REDIS_URL",
+            "COUPON_REDIS_ADDRESS",
+            "compose coupon: COUPON_REDIS_ADDRESS is not a setting of coupon",
+        ),
+        (
+            "gateway",
+            "GATEWAY_ISSUE_BURST",
+            "GATEWAY_BURST",
+            "compose gateway: GATEWAY_ISSUE_BURST (a placeholder of the gateway template) is not set",
+        ),
+    ],
+)
+def test_a_variable_renamed_in_compose_is_reported(
+    compose: dict[str, Any], stack: LocalStack, service: str, old: str, new: str, expected: str
+) -> None:
+    _assert_reported(compose, stack, _rename_env(service, old, new), expected)
+
+
+@pytest.mark.parametrize(
+    ("service", "variable", "value", "expected"),
+    [
+        (
+            "point",
+            "POINT_DATABASE_URL",
+            "postgresql+asyncpg://shop:shop@postgres:5432/points",
+            "names database 'points', the local default is 'shop_point'",
+        ),
+        (
+            "gateway",
+            "GATEWAY_ORDER_UPSTREAM",
+            "order:8005",
+            "compose gateway: GATEWAY_ORDER_UPSTREAM=order:8005 but order listens on 8004",
+        ),
+        ("point", "POINT_HTTP_PORT", "8011", "compose point: POINT_HTTP_PORT should be 8001"),
+    ],
+)
+def test_a_value_changed_in_compose_is_reported(
+    compose: dict[str, Any],
+    stack: LocalStack,
+    service: str,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    _assert_reported(compose, stack, _set_env(service, variable, value), expected)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            _drop_dependency("coupon", "redis"),
+            "compose coupon: must depend on redis being healthy",
+            id="dependency-dropped",
+        ),
+        pytest.param(
+            _set_ports("product", ["18002:8002"]),
+            "compose product: port 8002 is not published as 8002:8002",
+            id="published-port-changed",
+        ),
+        pytest.param(
+            _drop_service("point"),
+            "local process 'point' (python -m point) has no compose service",
+            id="process-missing-from-compose",
+        ),
+    ],
+)
+def test_a_service_changed_in_compose_is_reported(
+    compose: dict[str, Any], stack: LocalStack, mutate: Mutation, expected: str
+) -> None:
+    _assert_reported(compose, stack, mutate, expected)
+
+
+def _settings_of(module: str) -> type[BaseSettings]:
+    found = settings_class(module)
+    assert found is not None, module
+    return found
+
+
+def _with_settings(stack: LocalStack, module: str, settings: type[BaseSettings]) -> LocalStack:
+    """The local stack as it would be with `settings` as the Settings of `module`."""
+    drifted = copy.deepcopy(stack)
+    drifted.env[module] = settings_env(settings)
+    return drifted
+
+
 def test_a_renamed_env_prefix_in_the_settings_is_reported(
     compose: dict[str, Any], stack: LocalStack
 ) -> None:
-    point_settings = settings_class("point")
-    assert point_settings is not None
-
-    class Renamed(point_settings):  # type: ignore[valid-type,misc]
+    class Renamed(_settings_of("point")):  # type: ignore[misc]
         model_config = SettingsConfigDict(env_prefix="POINTS_")
 
-    drifted = copy.deepcopy(stack)
-    drifted.env["point"] = settings_env(Renamed)
-    problems = check_compose(compose, drifted)
+    problems = check_compose(compose, _with_settings(stack, "point", Renamed))
     assert "compose point: POINT_DATABASE_URL is not a setting of point" in "\n".join(problems)
     assert any("POINTS_DATABASE_URL is missing" in p for p in problems), problems
 
@@ -173,27 +214,27 @@ def test_a_renamed_env_prefix_in_the_settings_is_reported(
 def test_a_renamed_alias_in_the_settings_is_reported(
     compose: dict[str, Any], stack: LocalStack
 ) -> None:
-    coupon_settings = settings_class("coupon")
-    assert coupon_settings is not None
 
-    class Renamed(coupon_settings):  # type: ignore[valid-type,misc]
+    class Renamed(_settings_of("coupon")):  # type: ignore[misc]
         redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="COUPON_REDIS")
 
-    drifted = copy.deepcopy(stack)
-    drifted.env["coupon"] = settings_env(Renamed)
-    problems = check_compose(compose, drifted)
+    problems = check_compose(compose, _with_settings(stack, "coupon", Renamed))
     assert any(
         p.startswith("compose coupon: REDIS_URL is not a setting of coupon") for p in problems
     )
 
 
+def _with_run_sh(stack: LocalStack, old: str, new: str) -> LocalStack:
+    """The local stack as it would be with `old` in run.sh replaced by `new`."""
+    drifted = copy.deepcopy(stack)
+    drifted.processes = parse_processes(RUN_SH.read_text().replace(old, new))
+    return drifted
+
+
 def test_a_renamed_port_variable_in_run_sh_is_reported(
     compose: dict[str, Any], stack: LocalStack
 ) -> None:
-    drifted = copy.deepcopy(stack)
-    drifted.processes = parse_processes(
-        RUN_SH.read_text().replace("${POINT_HTTP_PORT:-8001}", "${POINT_PORT:-8001}")
-    )
+    drifted = _with_run_sh(stack, "${POINT_HTTP_PORT:-8001}", "${POINT_PORT:-8001}")
     problems = check_compose(compose, drifted)
     assert "run.sh waits for point on POINT_PORT, which is not a setting of point" in problems
 
@@ -201,10 +242,7 @@ def test_a_renamed_port_variable_in_run_sh_is_reported(
 def test_a_process_renamed_in_run_sh_is_reported(
     compose: dict[str, Any], stack: LocalStack
 ) -> None:
-    drifted = copy.deepcopy(stack)
-    drifted.processes = parse_processes(
-        RUN_SH.read_text().replace('"product|product|', '"product|product.api|')
-    )
+    drifted = _with_run_sh(stack, '"product|product|', '"product|product.api|')
     problems = "\n".join(check_compose(compose, drifted))
     assert "(python -m product.api) has no compose service" in problems
     assert "compose service 'product' runs python -m product, which the local stack" in problems
@@ -238,9 +276,7 @@ def test_run_sh_entries_are_read_with_their_readiness_port() -> None:
 def test_a_literal_readiness_port_is_matched_to_the_setting_it_stands_for() -> None:
     [process] = parse_processes("", "relay|order.relay|http://127.0.0.1:8006/readyz\n")
     assert process.port_var is None
-    relay_settings = settings_class("order.relay")
-    assert relay_settings is not None
-    known = settings_env(relay_settings)
+    known = settings_env(_settings_of("order.relay"))
     assert with_port_var(process, known).port_var == "ORDER_RELAY_HTTP_PORT"
     assert with_port_var(replace(process, port=8016), known).port_var is None
 
@@ -263,9 +299,7 @@ def test_a_port_in_processes_extra_that_no_setting_has_is_reported(
 
 
 def test_settings_env_has_prefixed_fields_and_unprefixed_aliases() -> None:
-    coupon_settings = settings_class("coupon")
-    assert coupon_settings is not None
-    names = settings_env(coupon_settings)
+    names = settings_env(_settings_of("coupon"))
     assert names["COUPON_HTTP_PORT"] == 8003
     assert {"COUPON_DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "JWT_SECRET"} <= set(
         names

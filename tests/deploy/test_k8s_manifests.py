@@ -142,6 +142,18 @@ def _drop_kind(kind: str, name: str) -> Callable[[Docs], None]:
     return mutate
 
 
+def _assert_reported(
+    stack: LocalStack, production: Docs, mutate: Callable[[Docs], None], expected: str
+) -> None:
+    """The check reports `expected` of the production overlay once `mutate` changed it, and
+    not before."""
+    assert not any(expected in p for p in check_manifests(production, stack, with_secrets=True))
+    changed = copy.deepcopy(production)
+    mutate(changed)
+    problems = check_manifests(changed, stack, with_secrets=True)
+    assert any(expected in p for p in problems), "\n".join(problems)
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -156,21 +168,6 @@ def _drop_kind(kind: str, name: str) -> Callable[[Docs], None]:
             id="unknown-variable-in-a-config-map",
         ),
         pytest.param(
-            _drop("coupon-api", "readinessProbe"),
-            "Deployment/coupon-api: no readinessProbe",
-            id="probe-missing",
-        ),
-        pytest.param(
-            _drop("order-relay", "livenessProbe"),
-            "Deployment/order-relay: no livenessProbe",
-            id="relay-probe-missing",
-        ),
-        pytest.param(
-            _drop("product-worker", "resources"),
-            "Deployment/product-worker: no cpu request",
-            id="resources-missing",
-        ),
-        pytest.param(
             _replicas("order-worker", 9),
             "Deployment/order-worker: 9 consumers, but only 8 partitions",
             id="more-consumers-than-partitions",
@@ -180,36 +177,49 @@ def _drop_kind(kind: str, name: str) -> Callable[[Docs], None]:
             "GATEWAY_COUPON_UPSTREAM=coupon:8004, but Service/coupon has no port 8004",
             id="gateway-upstream-port",
         ),
-        pytest.param(
-            _drop_kind("HorizontalPodAutoscaler", "product-api"),
-            "Deployment/product-api: an API without a HorizontalPodAutoscaler",
-            id="hpa-missing",
-        ),
-        pytest.param(
-            _drop_kind("PodDisruptionBudget", "order-relay"),
-            "Deployment/order-relay: covered by 0 PodDisruptionBudgets, not 1",
-            id="pdb-missing",
-        ),
-        pytest.param(
-            _drop_kind("Deployment", "order-relay"),
-            "local process python -m order.relay has no Deployment",
-            id="process-missing",
-        ),
-        pytest.param(
-            _drop_kind("Secret", "point-db"),
-            "POINT_DATABASE_URL refers to point-db/url, which does not exist",
-            id="secret-missing",
-        ),
     ],
 )
-def test_a_drifted_manifest_is_reported(
+def test_a_drifted_setting_is_reported(
     stack: LocalStack, production: Docs, mutate: Callable[[Docs], None], expected: str
 ) -> None:
-    assert not any(expected in p for p in check_manifests(production, stack, with_secrets=True))
-    changed = copy.deepcopy(production)
-    mutate(changed)
-    problems = check_manifests(changed, stack, with_secrets=True)
-    assert any(expected in p for p in problems), "\n".join(problems)
+    _assert_reported(stack, production, mutate, expected)
+
+
+@pytest.mark.parametrize(
+    ("deployment", "key", "says"),
+    [
+        ("coupon-api", "readinessProbe", "no readinessProbe"),
+        ("order-relay", "livenessProbe", "no livenessProbe"),
+        ("product-worker", "resources", "no cpu request"),
+    ],
+)
+def test_a_container_without_probes_or_resources_is_reported(
+    stack: LocalStack, production: Docs, deployment: str, key: str, says: str
+) -> None:
+    _assert_reported(stack, production, _drop(deployment, key), f"Deployment/{deployment}: {says}")
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        (
+            "HorizontalPodAutoscaler",
+            "product-api",
+            "Deployment/product-api: an API without a HorizontalPodAutoscaler",
+        ),
+        (
+            "PodDisruptionBudget",
+            "order-relay",
+            "Deployment/order-relay: covered by 0 PodDisruptionBudgets, not 1",
+        ),
+        ("Deployment", "order-relay", "local process python -m order.relay has no Deployment"),
+        ("Secret", "point-db", "POINT_DATABASE_URL refers to point-db/url, which does not exist"),
+    ],
+)
+def test_a_missing_object_is_reported(
+    stack: LocalStack, production: Docs, kind: str, name: str, expected: str
+) -> None:
+    _assert_reported(stack, production, _drop_kind(kind, name), expected)
 
 
 def test_a_gateway_mounting_another_config_map_is_reported(

@@ -29,36 +29,34 @@ class Shop:
     def new_user() -> int:
         return random.randint(1, 2**62)
 
+    async def _json(
+        self, method: str, service: str, path: str, expected: int = 200, **request: Any
+    ) -> Any:
+        """The JSON answer of a call that must succeed with `expected`."""
+        r = await self.http.request(method, self.url(service, path), **request)
+        assert r.status_code == expected, r.text
+        return r.json()
+
     async def create_product(self, name: str, price: int, stock: int) -> dict[str, Any]:
-        r = await self.http.post(
-            self.url("product", "/products"),
-            json={"name": name, "price": price, "stock": stock},
-            headers=self.admin,
+        body = {"name": name, "price": price, "stock": stock}
+        return dict(
+            await self._json("POST", "product", "/products", 201, json=body, headers=self.admin)
         )
-        assert r.status_code == 201, r.text
-        return dict(r.json())
 
     async def product(self, product_id: int) -> dict[str, Any]:
-        r = await self.http.get(self.url("product", f"/products/{product_id}"))
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+        return dict(await self._json("GET", "product", f"/products/{product_id}"))
 
     async def charge(self, user_id: int, amount: int) -> int:
-        r = await self.http.post(
-            self.url("point", f"/points/{user_id}/charge"), json={"amount": amount}
+        answer = await self._json(
+            "POST", "point", f"/points/{user_id}/charge", json={"amount": amount}
         )
-        assert r.status_code == 200, r.text
-        return int(r.json()["balance"])
+        return int(answer["balance"])
 
     async def balance(self, user_id: int) -> int:
-        r = await self.http.get(self.url("point", f"/points/{user_id}"))
-        assert r.status_code == 200, r.text
-        return int(r.json()["balance"])
+        return int((await self._json("GET", "point", f"/points/{user_id}"))["balance"])
 
     async def history(self, user_id: int) -> list[dict[str, Any]]:
-        r = await self.http.get(self.url("point", f"/points/{user_id}/history"))
-        assert r.status_code == 200, r.text
-        return list(r.json()["items"])
+        return list((await self._json("GET", "point", f"/points/{user_id}/history"))["items"])
 
     async def create_coupon(self, **fields: Any) -> dict[str, Any]:
         body = {
@@ -70,21 +68,18 @@ class Shop:
             "min_order_amount": 0,
             **fields,
         }
-        r = await self.http.post(self.url("coupon", "/coupons"), json=body, headers=self.admin)
-        assert r.status_code == 201, r.text
-        return dict(r.json())
+        return dict(
+            await self._json("POST", "coupon", "/coupons", 201, json=body, headers=self.admin)
+        )
 
     async def issue(self, coupon_id: int, user_id: int) -> int:
-        r = await self.http.post(
-            self.url("coupon", f"/coupons/{coupon_id}/issue"), json={"user_id": user_id}
-        )
-        assert r.status_code == 201, r.text
-        return int(r.json()["user_coupon_id"])
+        path = f"/coupons/{coupon_id}/issue"
+        issued = await self._json("POST", "coupon", path, 201, json={"user_id": user_id})
+        return int(issued["user_coupon_id"])
 
     async def user_coupon(self, user_id: int, user_coupon_id: int) -> dict[str, Any]:
-        r = await self.http.get(self.url("coupon", f"/users/{user_id}/coupons"))
-        assert r.status_code == 200, r.text
-        [found] = [c for c in r.json()["items"] if c["user_coupon_id"] == user_coupon_id]
+        held = await self._json("GET", "coupon", f"/users/{user_id}/coupons")
+        [found] = [c for c in held["items"] if c["user_coupon_id"] == user_coupon_id]
         return dict(found)
 
     async def place_order(
@@ -109,9 +104,7 @@ class Shop:
         return await self.http.post(self.url("order", "/orders"), json=body, headers=headers)
 
     async def order(self, order_id: str) -> dict[str, Any]:
-        r = await self.http.get(self.url("order", f"/orders/{order_id}"))
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+        return dict(await self._json("GET", "order", f"/orders/{order_id}"))
 
     async def order_until_terminal(self, order_id: str, timeout_s: float = 90) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout_s

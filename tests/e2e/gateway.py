@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from shopkit.testing import free_port
+from shopkit.testing.processes import System
 
 from .client import Shop
 
@@ -90,6 +91,13 @@ class Gateway:
                 assert asyncio.get_running_loop().time() < deadline, "gateway did not start"
                 await asyncio.sleep(0.05)
 
+    async def __aenter__(self) -> "Gateway":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)  # graceful: finish requests in flight
@@ -98,6 +106,14 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def upstreams(system: System, services: Iterable[str], *, absent_port: int) -> dict[str, str]:
+    """The address of each of `services` the harness runs; `absent_port` for one it does not."""
+    return {
+        name: f"127.0.0.1:{system.services[name].port if name in system.services else absent_port}"
+        for name in services
+    }
 
 
 class GatewayShop(Shop):

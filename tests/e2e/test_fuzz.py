@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from shopkit.http.auth import mint
 from shopkit.testing.processes import System
 
+from .gateway import Gateway, upstreams
 from .test_gateway import SERVICES as ROUTED
-from .test_gateway import Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -44,16 +44,9 @@ def admin(system: System) -> dict[str, str]:
 async def fuzz_gateway(
     system: System, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Gateway]:
-    upstreams = {
-        name: f"127.0.0.1:{system.services[name].port if name in system.services else 1}"
-        for name in ROUTED
-    }
-    gateway = Gateway(tmp_path_factory.mktemp("gateway-fuzz"), upstreams)
-    await gateway.start()
-    try:
+    routes = upstreams(system, ROUTED, absent_port=1)
+    async with Gateway(tmp_path_factory.mktemp("gateway-fuzz"), routes) as gateway:
         yield gateway
-    finally:
-        await gateway.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,14 @@ import httpx
 import pytest
 
 from shopkit.http.auth import mint
-from shopkit.testing import ActAsUser, bearer, free_port
+from shopkit.testing import PROBLEM, ActAsUser, assert_problem, bearer, free_port
 from shopkit.testing.processes import System
 
-from .gateway import Gateway, GatewayShop
+from .gateway import Gateway, GatewayShop, upstreams
 
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("point", "product", "coupon", "order", "ranking")
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +31,11 @@ async def gateway(
     system: System, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Gateway]:
     # A service the harness does not run (ranking, until it joins) points at a closed port.
-    upstreams = {
-        name: f"127.0.0.1:{system.services[name].port if name in system.services else free_port()}"
-        for name in SERVICES
-    }
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), upstreams, issue_rate="2r/s", issue_burst=5)
-    await gw.start()
-    try:
+    routes = upstreams(system, SERVICES, absent_port=free_port())
+    async with Gateway(
+        tmp_path_factory.mktemp("gateway"), routes, issue_rate="2r/s", issue_burst=5
+    ) as gw:
         yield gw
-    finally:
-        await gw.stop()
 
 
 @pytest.fixture
@@ -113,9 +107,7 @@ async def test_service_errors_pass_through_the_gateway_unchanged(
 ) -> None:
     http, base = shop_via_gateway.http, shop_via_gateway.gateway_url
     missing = await http.get(f"{base}/products/{2**62}")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"] == PROBLEM
-    assert missing.json()["code"] == "PRODUCT_NOT_FOUND"
+    assert_problem(missing, 404, "PRODUCT_NOT_FOUND")
 
     bad = await http.post(f"{base}/points/1/charge", json={"amount": 0})
     assert bad.status_code == 422
@@ -148,9 +140,7 @@ async def test_the_gateway_answers_problem_json_for_what_it_refuses(
         content=b"{" + b" " * 70_000 + b"}",
         headers={"Content-Type": "application/json"},
     )
-    assert too_large.status_code == 413
-    assert too_large.headers["content-type"] == PROBLEM
-    assert too_large.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert_problem(too_large, 413, "PAYLOAD_TOO_LARGE")
 
 
 RATE_LIMITED = {
@@ -314,28 +304,26 @@ async def test_the_client_address_comes_from_x_forwarded_for_only_behind_a_trust
 
     async def statuses(trusted: str | None) -> list[int]:
         settings = {"GATEWAY_TRUSTED_PROXIES": trusted} if trusted else {}
-        gw = Gateway(
-            tmp_path_factory.mktemp("gateway-xff"),
-            dict.fromkeys(SERVICES, address),
-            issue_rate="1r/s",
-            issue_burst=5,
-            settings=settings,
-        )
-        await gw.start()
-        try:
-            async with httpx.AsyncClient() as http:
-                answers = await asyncio.gather(
-                    *(
-                        http.post(
-                            f"{gw.url}/coupons/1/issue",
-                            json={"user_id": 1},
-                            headers={"X-Forwarded-For": f"203.0.113.{i}"},
-                        )
-                        for i in range(30)
+        async with (
+            Gateway(
+                tmp_path_factory.mktemp("gateway-xff"),
+                dict.fromkeys(SERVICES, address),
+                issue_rate="1r/s",
+                issue_burst=5,
+                settings=settings,
+            ) as gw,
+            httpx.AsyncClient() as http,
+        ):
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{gw.url}/coupons/1/issue",
+                        json={"user_id": 1},
+                        headers={"X-Forwarded-For": f"203.0.113.{i}"},
                     )
+                    for i in range(30)
                 )
-        finally:
-            await gw.stop()
+            )
         return [a.status_code for a in answers]
 
     untrusted = await statuses(None)
@@ -349,20 +337,16 @@ async def test_a_route_past_its_in_flight_cap_answers_429_at_once(
     recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     address, _ = recorder
-    gw = Gateway(
-        tmp_path_factory.mktemp("gateway-cap"),
-        dict.fromkeys(SERVICES, address),
-        settings={"GATEWAY_IN_FLIGHT_MAX": "2"},
-    )
-    await gw.start()
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            answers = await asyncio.gather(
-                *(http.get(f"{gw.url}/products/slow-{i}") for i in range(6))
-            )
-            after = await http.get(f"{gw.url}/products/1")
-    finally:
-        await gw.stop()
+    async with (
+        Gateway(
+            tmp_path_factory.mktemp("gateway-cap"),
+            dict.fromkeys(SERVICES, address),
+            settings={"GATEWAY_IN_FLIGHT_MAX": "2"},
+        ) as gw,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        answers = await asyncio.gather(*(http.get(f"{gw.url}/products/slow-{i}") for i in range(6)))
+        after = await http.get(f"{gw.url}/products/1")
     statuses = sorted(a.status_code for a in answers)
     assert statuses.count(200) >= 2, statuses
     assert statuses.count(429) >= 1, statuses
@@ -421,12 +405,10 @@ async def recording_gateway(
     recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Gateway]:
     address, _ = recorder
-    gw = Gateway(tmp_path_factory.mktemp("gateway-rec"), dict.fromkeys(SERVICES, address))
-    await gw.start()
-    try:
+    async with Gateway(
+        tmp_path_factory.mktemp("gateway-rec"), dict.fromkeys(SERVICES, address)
+    ) as gw:
         yield gw
-    finally:
-        await gw.stop()
 
 
 @pytest.mark.parametrize(
@@ -492,13 +474,11 @@ async def test_an_unreachable_service_is_a_problem_json_502(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     closed = f"127.0.0.1:{free_port()}"
-    gw = Gateway(tmp_path_factory.mktemp("gateway-dead"), dict.fromkeys(SERVICES, closed))
-    await gw.start()
-    try:
-        async with httpx.AsyncClient() as http:
-            r = await http.get(f"{gw.url}/rankings/top-products", headers={"X-Request-ID": "r-1"})
-    finally:
-        await gw.stop()
+    async with (
+        Gateway(tmp_path_factory.mktemp("gateway-dead"), dict.fromkeys(SERVICES, closed)) as gw,
+        httpx.AsyncClient() as http,
+    ):
+        r = await http.get(f"{gw.url}/rankings/top-products", headers={"X-Request-ID": "r-1"})
     assert r.status_code == 502
     assert r.headers["content-type"] == PROBLEM
     assert r.headers["x-request-id"] == "r-1"

@@ -44,9 +44,9 @@ async def traced_shop(
             name: f"127.0.0.1:{system.services[name].port}"
             for name in ("point", "product", "coupon", "order", "ranking")
         }
-        gateway = Gateway(tmp_path_factory.mktemp("traced-gateway"), upstreams)
-        await gateway.start()
-        stack.push_async_callback(gateway.stop)
+        gateway = await stack.enter_async_context(
+            Gateway(tmp_path_factory.mktemp("traced-gateway"), upstreams)
+        )
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=60, auth=ActAsUser(system.secrets.jwt))
         )

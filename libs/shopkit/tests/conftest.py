@@ -1,12 +1,45 @@
+"""The shared setup of shopkit's own tests: a throwaway database with the runtime's tables and
+`effects`, a fresh topic prefix per test, and the pieces of a test handler that the test
+modules import from here: the payment events it handles and the effect it leaves."""
+
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shop_contracts import Envelope, PaymentCompleted
 from shopkit.database.engine import Base, create_engine, session_factory
+from shopkit.database.uow import UnitOfWork
 from shopkit.settings import ServiceSettings
 from shopkit.testing import delete_topics, temp_database, unique
+
+effects = Table(  # where a test handler's effect becomes visible
+    "effects",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("order_id", UUID(as_uuid=True)),
+    Column("amount", BigInteger),
+)
+
+
+async def record_effect(uow: UnitOfWork, event: PaymentCompleted, _: Envelope) -> None:
+    await uow.session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
+
+
+async def effect_count(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:
+    async with sessions() as s:
+        return int(await s.scalar(select(func.count()).where(effects.c.order_id == order_id)) or 0)
+
+
+def payment_event(order_id: uuid.UUID, amount: int = 1) -> Envelope:
+    """A PaymentCompleted of `order_id` (its key: one partition per order), as a producer sends it."""
+    return Envelope.wrap(
+        PaymentCompleted(order_id=order_id, user_id=1, amount=amount, balance_after=0),
+        producer="test",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +69,7 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     engine = create_engine(ServiceSettings(database_url=database_url))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-        await conn.execute(
-            text("CREATE TABLE effects (id bigserial PRIMARY KEY, order_id uuid, amount bigint)")
-        )
+        await conn.run_sync(effects.create)
     yield session_factory(engine)
     await engine.dispose()
 

@@ -1,14 +1,15 @@
 """The idempotent consumer against real PostgreSQL and Kafka."""
 
 import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,19 +21,9 @@ from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, topic_reader
 from shopkit.testing import running_consumer as shared_running_consumer
 
-effects = Table(  # created by conftest.py: where a handler's effect becomes visible
-    "effects",
-    MetaData(),
-    Column("id", BigInteger, primary_key=True),
-    Column("order_id", UUID(as_uuid=True)),
-    Column("amount", BigInteger),
-)
+from .conftest import effect_count, payment_event, record_effect
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
-
-
-async def record_effect(uow: UnitOfWork, event: PaymentCompleted, _: Envelope) -> None:
-    await uow.session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
 
 
 def running_consumer(
@@ -60,26 +51,58 @@ async def dead_letters_and_consumer(
         yield dead_letters
 
 
-async def effect_count(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:
-    async with sessions() as s:
-        return int(await s.scalar(select(func.count()).where(effects.c.order_id == order_id)) or 0)
+@dataclass
+class Failing:
+    """A handler whose `failure` (raising, or failing for real in the database) comes first on
+    the events `fails_on` picks, for at most `times` calls; otherwise it records the effect.
+    `failures` counts the calls that failed."""
+
+    failure: Callable[[UnitOfWork], Awaitable[None]]
+    fails_on: Callable[[PaymentCompleted], bool] = lambda _: True
+    times: float = math.inf
+    failures: int = 0
+
+    async def __call__(
+        self, uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope
+    ) -> None:
+        if self.failures < self.times and self.fails_on(payment):
+            self.failures += 1
+            await self.failure(uow)
+        await record_effect(uow, payment, envelope)
 
 
-def event(order_id: uuid.UUID, amount: int = 1) -> Envelope:
-    return Envelope.wrap(
-        PaymentCompleted(order_id=order_id, user_id=1, amount=amount, balance_after=0),
-        producer="test",
-    )
+def raising(error: Exception) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def fail(_: UnitOfWork) -> None:
+        raise error
+
+    return fail
+
+
+async def send_raw(
+    settings: ServiceSettings, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> None:
+    """`value` as it is (not an envelope) on the payment topic, from a producer of its own."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        topic = settings.topic(topics.PAYMENT_EVENTS)
+        await producer.send_and_wait(topic, value, key=b"k", headers=headers)
+    finally:
+        await producer.stop()
 
 
 async def test_same_event_delivered_twice_applies_once(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     order_id, marker = uuid.uuid4(), uuid.uuid4()
-    twice = event(order_id)
+    twice = payment_event(order_id)
     async with running_consumer(settings, sessions, record_effect):
         await publish_envelope(
-            settings.topic(topics.PAYMENT_EVENTS), twice, twice, event(order_id), event(marker)
+            settings.topic(topics.PAYMENT_EVENTS),
+            twice,
+            twice,
+            payment_event(order_id),
+            payment_event(marker),
         )
         await eventually(lambda: effect_count(sessions, marker))
         await eventually(lambda: effect_count(sessions, order_id))
@@ -91,7 +114,7 @@ async def test_redelivery_after_a_restart_changes_nothing(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     order_id = uuid.uuid4()
-    envelope = event(order_id)
+    envelope = payment_event(order_id)
     async with running_consumer(settings, sessions, record_effect):
         await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), envelope)
         await eventually(lambda: effect_count(sessions, order_id))
@@ -105,24 +128,16 @@ async def test_failing_handler_dead_letters_after_retries_and_the_partition_move
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     order_id = uuid.uuid4()
-    attempts = 0
-
-    async def handler(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
-        nonlocal attempts
-        if payment.amount == 13:
-            attempts += 1
-            raise ValueError("poison")
-        await record_effect(uow, payment, envelope)
-
+    handler = Failing(raising(ValueError("poison")), fails_on=lambda payment: payment.amount == 13)
     poison, healthy = (
-        event(order_id, amount=13),
-        event(order_id, amount=14),
+        payment_event(order_id, amount=13),
+        payment_event(order_id, amount=14),
     )  # same key, same partition
     async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
         await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), poison, healthy)
         await eventually(lambda: effect_count(sessions, order_id))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
-    assert attempts == settings.consumer_max_retries + 1
+    assert handler.failures == settings.consumer_max_retries + 1
     headers = dict(dead.headers)
     assert headers["dlq.consumer"] == b"kit-test"
     assert b"poison" in headers["dlq.error"]
@@ -135,11 +150,8 @@ async def test_unparseable_message_is_dead_lettered(
 ) -> None:
     marker = uuid.uuid4()
     async with dead_letters_and_consumer(settings, sessions, record_effect) as dead_letters:
-        producer = make_producer(settings)
-        await producer.start()
-        await producer.send_and_wait(settings.topic(topics.PAYMENT_EVENTS), b"{not json", key=b"k")
-        await producer.stop()
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(marker))
+        await send_raw(settings, b"{not json")
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), payment_event(marker))
         await eventually(lambda: effect_count(sessions, marker))
         [dead] = await collect(dead_letters, lambda records: len(records) >= 1)
     assert dead.value == b"{not json"
@@ -154,7 +166,7 @@ async def _handled_once_not_dead_lettered(
     """One event for `handler`, whose failures are transient: handled once in the end, and
     never dead-lettered meanwhile."""
     async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), payment_event(order_id))
         await eventually(lambda: effect_count(sessions, order_id), timeout_s=60)
         late = await dead_letters.getmany(timeout_ms=500)
     assert not any(late.values())
@@ -164,18 +176,10 @@ async def _handled_once_not_dead_lettered(
 async def test_a_database_outage_is_waited_out_not_dead_lettered(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    order_id = uuid.uuid4()
-    failures = 0
-
-    async def flaky(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
-        nonlocal failures
-        if failures < settings.consumer_max_retries + 3:  # longer than the retries last
-            failures += 1
-            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
-        await record_effect(uow, payment, envelope)
-
-    await _handled_once_not_dead_lettered(settings, sessions, flaky, order_id)
-    assert failures == settings.consumer_max_retries + 3
+    outage = OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
+    flaky = Failing(raising(outage), times=settings.consumer_max_retries + 3)  # > the retries
+    await _handled_once_not_dead_lettered(settings, sessions, flaky, uuid.uuid4())
+    assert flaky.failures == settings.consumer_max_retries + 3
 
 
 async def test_another_consumers_event_is_skipped_unread_by_its_header(
@@ -183,17 +187,9 @@ async def test_another_consumers_event_is_skipped_unread_by_its_header(
 ) -> None:
     marker = uuid.uuid4()
     async with dead_letters_and_consumer(settings, sessions, record_effect) as dead_letters:
-        producer = make_producer(settings)
-        await producer.start()
         # not JSON at all: read, it would be dead-lettered; its header says it is not ours
-        await producer.send_and_wait(
-            settings.topic(topics.PAYMENT_EVENTS),
-            b"{not json",
-            key=b"k",
-            headers=[("event_type", b"OrderCreated")],
-        )
-        await producer.stop()
-        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(marker))
+        await send_raw(settings, b"{not json", headers=[("event_type", b"OrderCreated")])
+        await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), payment_event(marker))
         await eventually(lambda: effect_count(sessions, marker))
         late = await dead_letters.getmany(timeout_ms=1_000)
     assert not any(late.values())
@@ -211,7 +207,9 @@ async def test_a_failing_event_in_a_batch_is_isolated_and_the_rest_commit_in_few
         transactions.add(int(await uow.session.scalar(text("SELECT txid_current()")) or 0))
         await record_effect(uow, payment, envelope)
 
-    batch = [event(order_id, amount=n) for n in range(20)]  # one key: one partition, in order
+    batch = [
+        payment_event(order_id, amount=n) for n in range(20)
+    ]  # one key: one partition, in order
     await ensure_topics(settings, list(topics.ALL_TOPICS))
     await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), *batch)  # before it starts
     async with dead_letters_and_consumer(settings, sessions, handler) as dead_letters:
@@ -235,19 +233,14 @@ async def test_a_statement_timeout_is_retried_while_it_lasts_not_dead_lettered(
     """A real PostgreSQL statement timeout (SQLSTATE 57014, a plain DBAPIError through asyncpg)
     more times than a failing event is retried: the event waits, then is handled; had it been
     an OrderFailed, its refund would have been dead-lettered before."""
-    order_id = uuid.uuid4()
-    timeouts = 0
 
-    async def slow_database(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
-        nonlocal timeouts
-        if timeouts < settings.consumer_max_retries + 4:
-            timeouts += 1
-            await uow.session.execute(text("SET LOCAL statement_timeout = 5"))
-            await uow.session.execute(text("SELECT pg_sleep(0.5)"))
-        await record_effect(uow, payment, envelope)
+    async def time_out(uow: UnitOfWork) -> None:
+        await uow.session.execute(text("SET LOCAL statement_timeout = 5"))
+        await uow.session.execute(text("SELECT pg_sleep(0.5)"))
 
-    await _handled_once_not_dead_lettered(settings, sessions, slow_database, order_id)
-    assert timeouts == settings.consumer_max_retries + 4
+    slow_database = Failing(time_out, times=settings.consumer_max_retries + 4)
+    await _handled_once_not_dead_lettered(settings, sessions, slow_database, uuid.uuid4())
+    assert slow_database.failures == settings.consumer_max_retries + 4
 
 
 async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
@@ -265,7 +258,7 @@ async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered(
         async with dead_letters_and_consumer(
             settings, session_factory(engine), record_effect
         ) as dead_letters:
-            await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+            await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), payment_event(order_id))
             await asyncio.sleep(2.0)  # several attempts refused meanwhile
             assert await effect_count(sessions, order_id) == 0
             async with sessions() as admin:
@@ -309,7 +302,9 @@ async def test_a_deadlock_victim_is_retried_and_applied_once(
         async with dead_letters_and_consumer(settings, sessions, locks_1_then_2) as dead_letters:
             async with other.begin() as conn:
                 await conn.execute(text("UPDATE lock_rows SET id = id WHERE id = 2"))
-                await publish_envelope(settings.topic(topics.PAYMENT_EVENTS), event(order_id))
+                await publish_envelope(
+                    settings.topic(topics.PAYMENT_EVENTS), payment_event(order_id)
+                )
                 await holds_first.wait()
                 await asyncio.sleep(0.3)  # the handler now waits for row 2, first
                 await conn.execute(text("UPDATE lock_rows SET id = id WHERE id = 1"))

@@ -6,8 +6,6 @@ import asyncio
 import io
 import uuid
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
@@ -18,18 +16,7 @@ from shopkit.settings import ServiceSettings
 from shopkit.testing import eventually
 from shopkit.testing.plugin import StartConsumer
 
-effects = Table(
-    "effects",
-    MetaData(),
-    Column("id", BigInteger, primary_key=True),
-    Column("order_id", UUID(as_uuid=True)),
-    Column("amount", BigInteger),
-)
-
-
-async def _effects(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> int:
-    async with sessions() as s:
-        return int(await s.scalar(select(func.count()).where(effects.c.order_id == order_id)) or 0)
+from .conftest import effect_count, record_effect
 
 
 async def _cli(settings: ServiceSettings, *argv: str) -> tuple[int, str]:
@@ -45,12 +32,10 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fi
 ) -> None:
     broken = True
 
-    async def handler(uow: UnitOfWork, payment: PaymentCompleted, _: Envelope) -> None:
+    async def handler(uow: UnitOfWork, payment: PaymentCompleted, envelope: Envelope) -> None:
         if broken:
             raise ValueError("handler bug #42")
-        await uow.session.execute(
-            insert(effects).values(order_id=payment.order_id, amount=payment.amount)
-        )
+        await record_effect(uow, payment, envelope)
 
     async with consumer(
         {PaymentCompleted: handler},
@@ -92,13 +77,13 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_the_handler_is_fi
         broken = False  # the fix is deployed
         code, replayed = await _cli(settings, "replay", letter.id)
         assert (code, replayed.strip()) == (0, "replayed 1 dead letter(s)")
-        await eventually(lambda: _effects(sessions, order_id), timeout_s=30)
+        await eventually(lambda: effect_count(sessions, order_id), timeout_s=30)
 
         # Replaying it again (or everything) changes nothing: the consumer is idempotent.
         code, _ = await _cli(settings, "replay", "--all", "--order", str(order_id))
         assert code == 0
         await asyncio.sleep(1.5)
-        assert await _effects(sessions, order_id) == 1
+        assert await effect_count(sessions, order_id) == 1
         assert len(await read_all(settings)) == 1  # the replays were handled, none came back
 
         assert (await _cli(settings, "show", "99:99"))[0] == 1

@@ -7,8 +7,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from sqlalchemy import BigInteger, Column, MetaData, Table, func, select
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop_contracts import Envelope, PaymentCompleted, topics
@@ -18,6 +17,8 @@ from shopkit.messaging.kafka import ensure_topics, make_producer
 from shopkit.messaging.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, topic_reader
+
+from .conftest import effects
 
 
 def payment(order_id: uuid.UUID, amount: int = 1) -> PaymentCompleted:
@@ -126,13 +127,6 @@ async def test_events_of_one_key_arrive_in_order_with_concurrent_relays(
 async def test_a_unit_of_work_of_inserts_commits_them_with_its_events_or_neither(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    effects = Table(
-        "effects",
-        MetaData(),
-        Column("id", BigInteger, primary_key=True),
-        Column("order_id", UUID(as_uuid=True)),
-        Column("amount", BigInteger),
-    )
     kept, lost = uuid.uuid4(), uuid.uuid4()
     async with UnitOfWork(sessions, "test") as uow:
         uow.insert(effects, [{"id": 1, "order_id": kept, "amount": 5}])

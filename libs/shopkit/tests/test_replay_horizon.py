@@ -6,29 +6,17 @@ import io
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, Table, func, insert, select, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shop_contracts import Envelope, PaymentCompleted, topics
+from shop_contracts import PaymentCompleted, topics
 from shopkit.database.retention import prune
-from shopkit.database.uow import UnitOfWork
 from shopkit.messaging.deadletter import dead_letter
 from shopkit.ops.deadletters import run
 from shopkit.settings import ServiceSettings
 from shopkit.testing import collect, eventually, publish_envelope, running_consumer, topic_reader
 
-effects = Table(  # created by the tests' shared setup
-    "effects",
-    MetaData(),
-    Column("id", BigInteger, primary_key=True),
-    Column("order_id", UUID(as_uuid=True)),
-    Column("amount", BigInteger),
-)
-
-
-async def record_effect(uow: UnitOfWork, event: PaymentCompleted, _: Envelope) -> None:
-    await uow.session.execute(insert(effects).values(order_id=event.order_id, amount=event.amount))
+from .conftest import effects, payment_event, record_effect
 
 
 async def _effects(sessions: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> list[int]:
@@ -59,18 +47,12 @@ async def _claims(sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUI
         return int(await s.scalar(query, {"id": event_id}) or 0)
 
 
-def _payment(order_id: uuid.UUID, amount: int) -> Envelope:
-    return Envelope.wrap(
-        PaymentCompleted(order_id=order_id, user_id=1, amount=amount, balance_after=0),
-        producer="test",
-    )
-
-
 async def test_a_dead_letter_replayed_at_the_replay_horizon_is_not_handled_twice(
     settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     order_id = uuid.uuid4()
-    paid, later = _payment(order_id, 1), _payment(order_id, 2)  # one key: one partition, in order
+    # one key: one partition, in order
+    paid, later = payment_event(order_id, 1), payment_event(order_id, 2)
     topic = settings.topic(topics.PAYMENT_EVENTS)
     async with running_consumer(
         settings,

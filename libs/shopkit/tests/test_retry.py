@@ -2,6 +2,8 @@
 retried `attempts` times and then dead-lettered; the infrastructure's is waited out (the consumer
 restarting after its patience), never dead-lettered."""
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -26,7 +28,7 @@ def test_an_event_failing_by_itself_is_retried_with_capped_backoff_then_dead_let
         Decision(Next.RETRY, 0.4),
         Decision(Next.DEAD_LETTER),
     ]
-    capped = RetryRule(**{**RULE.__dict__, "attempts": 10})
+    capped = replace(RULE, attempts=10)
     assert decide(BUG, failures=5, waits=0, waited_s=0, rule=capped) == Decision(Next.RETRY, 0.5)
 
 
@@ -34,7 +36,7 @@ def test_an_outage_is_waited_out_never_dead_lettered_and_restarts_after_the_pati
     waits = [decide(OUTAGE, failures=9, waits=n, waited_s=59, rule=RULE) for n in (0, 1, 5)]
     assert waits == [Decision(Next.WAIT, 0.1), Decision(Next.WAIT, 0.2), Decision(Next.WAIT, 0.3)]
     assert decide(OUTAGE, failures=9, waits=9, waited_s=61, rule=RULE) == Decision(Next.RESTART)
-    forever = RetryRule(**{**RULE.__dict__, "patience_s": None})
+    forever = replace(RULE, patience_s=None)
     assert decide(OUTAGE, failures=0, waits=0, waited_s=1e9, rule=forever).next is Next.WAIT
 
 
@@ -43,14 +45,8 @@ def test_the_saga_rule_comes_from_the_consumer_settings() -> None:
     assert (rule.attempts, rule.patience_s) == (3, 5)
 
 
-NO_WAIT = RetryRule(
-    attempts=3,
-    backoff_s=0,
-    backoff_max_s=0,
-    transient_backoff_s=0,
-    transient_backoff_max_s=0,
-    patience_s=None,
-)
+# The same attempts, with no waits between them (a first wait of 0 doubles to 0) and no patience.
+NO_WAIT = replace(RULE, backoff_s=0, transient_backoff_s=0, patience_s=None)
 
 
 async def test_settle_counts_attempts_and_gives_up_on_the_event_s_own_failures() -> None:

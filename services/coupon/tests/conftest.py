@@ -1,5 +1,6 @@
 """The coupon service under the shared fixtures of shopkit.testing.plugin, and its own: the
-Redis gate, its runtime's sessions, new coupons, and a rush of issue requests."""
+Redis gate, its runtime's sessions, new coupons, what issuing left behind, and a rush of issue
+requests."""
 
 import asyncio
 import functools
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -88,6 +90,31 @@ def new_coupon(client: httpx.AsyncClient, admin: dict[str, str]) -> CouponFactor
         return coupon
 
     return make
+
+
+@dataclass(frozen=True)
+class Copies:
+    """What issuing left behind for a coupon: who holds a copy in PostgreSQL, the coupon's
+    issued quantity there (None: no such coupon), and the Redis gate's (meta, admitted users)."""
+
+    holders: set[int]
+    issued_quantity: int | None
+    gate: tuple[dict[str, Any], set[int]]
+
+
+CopiesOf = Callable[[int], Awaitable[Copies]]
+
+
+@pytest.fixture
+def copies(db: asyncpg.Connection, gate: IssuanceGate) -> CopiesOf:
+    """`await copies(coupon_id)`: what issuing left behind for that coupon, as Copies."""
+
+    async def of(coupon_id: int) -> Copies:
+        rows = await db.fetch("SELECT user_id FROM user_coupons WHERE coupon_id = $1", coupon_id)
+        quantity = await db.fetchval("SELECT issued_quantity FROM coupons WHERE id = $1", coupon_id)
+        return Copies({r["user_id"] for r in rows}, quantity, await gate.state(coupon_id))
+
+    return of
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The product service under the shared fixtures of shopkit.testing.plugin, and its own: new
-products, and waiting until its consumers caught up."""
+products, and waiting until its consumers caught up; and the order events the reservation
+tests (unit and integration) feed the service."""
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,12 +13,31 @@ from aiokafka.admin import AIOKafkaAdminClient
 from product.config import Settings
 from product.main import MIGRATIONS, create_app
 from product.service.handlers import CONSUMERS
-from shop_contracts import topics
+from shop_contracts import FailureReason, OrderCreated, OrderFailed, OrderLine, topics
 from shopkit.testing import KAFKA, eventually, topic_reader
 from shopkit.testing.plugin import Token, service_fixtures
 from shopkit.testing.service import ServiceUnderTest
 
 NewProduct = Callable[..., Awaitable[dict[str, Any]]]
+BUYER = 42
+"""The user of every order `order_created` makes."""
+
+
+def order_created(*lines: tuple[int, int], user_coupon_id: int | None = None) -> OrderCreated:
+    """A new order of BUYER's: (product id, quantity) lines."""
+    return OrderCreated(
+        order_id=uuid.uuid4(),
+        user_id=BUYER,
+        lines=[OrderLine(product_id=p, quantity=q) for p, q in lines],
+        user_coupon_id=user_coupon_id,
+    )
+
+
+def order_failed(order: OrderCreated) -> OrderFailed:
+    """The saga gave `order` up (for a reason the stock does not care about)."""
+    return OrderFailed(
+        order_id=order.order_id, user_id=order.user_id, reason=FailureReason.INSUFFICIENT_BALANCE
+    )
 
 
 globals().update(

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from shopkit.http.auth import mint
+from shopkit.testing import assert_problem
 
-PROBLEM = "application/problem+json"
 VALID: dict[str, Any] = {
     "name": "오픈 기념 10% 할인",
     "discount_type": "PERCENT",
@@ -82,9 +82,7 @@ async def test_create_without_a_valid_token_is_401_and_creates_nothing(
 ) -> None:
     before = await coupon_count(db)
     r = await client.post("/coupons", json=VALID, headers=headers)
-    assert r.status_code == status
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "UNAUTHENTICATED"
+    assert_problem(r, status, "UNAUTHENTICATED")
     assert await coupon_count(db) == before
 
 
@@ -108,9 +106,7 @@ async def test_create_as_a_user_is_403_and_creates_nothing(
 ) -> None:
     before = await coupon_count(db)
     r = await client.post("/coupons", json=VALID, headers=token("42"))
-    assert r.status_code == 403
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "FORBIDDEN"
+    assert_problem(r, 403, "FORBIDDEN")
     assert await coupon_count(db) == before
 
 
@@ -151,10 +147,7 @@ async def test_invalid_coupon_is_422_and_creates_nothing(
 ) -> None:
     before = await coupon_count(db)
     r = await client.post("/coupons", json=VALID | change, headers=admin)
-    assert r.status_code == 422
-    assert r.headers["content-type"] == PROBLEM
-    problem = r.json()
-    assert problem["code"] == "VALIDATION_ERROR"
+    problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert field in {e["loc"][-1] for e in problem["errors"]}
     assert await coupon_count(db) == before
 
@@ -184,9 +177,7 @@ async def test_malformed_coupon_body_is_422(
 
 async def test_unknown_coupon_is_404(client: httpx.AsyncClient) -> None:
     r = await client.get(f"/coupons/{2**63 - 1}")
-    assert r.status_code == 404
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "COUPON_NOT_FOUND"
+    assert_problem(r, 404, "COUPON_NOT_FOUND")
 
 
 @pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), "abc", "1.5"])

@@ -3,36 +3,19 @@
 import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from coupon.adapters.gate import IssuanceGate
 from coupon.config import Settings
 from coupon.main import create_app
-from shopkit.testing import ActAsUser, free_port, running_server
+from shopkit.testing import ActAsUser, assert_problem, free_port, running_server
 
-PROBLEM = "application/problem+json"
-
-
-async def holders(db: asyncpg.Connection, coupon_id: int) -> set[int]:
-    rows = await db.fetch("SELECT user_id FROM user_coupons WHERE coupon_id = $1", coupon_id)
-    return {r["user_id"] for r in rows}
-
-
-async def issued_quantity(db: asyncpg.Connection, coupon_id: int) -> int:
-    value: int = await db.fetchval("SELECT issued_quantity FROM coupons WHERE id = $1", coupon_id)
-    return value
+from ..conftest import Copies, CopiesOf, CouponFactory
 
 
 async def test_issue_gives_the_user_an_available_copy(
-    client: httpx.AsyncClient,
-    new_coupon: Callable[..., Any],
-    gate: IssuanceGate,
-    db: asyncpg.Connection,
-    user_id: int,
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, user_id: int
 ) -> None:
     coupon = await new_coupon(valid_days=30)
     r = await client.post(f"/coupons/{coupon['id']}/issue", json={"user_id": user_id})
@@ -49,15 +32,13 @@ async def test_issue_gives_the_user_an_available_copy(
     issued_at = datetime.fromisoformat(issued["issued_at"])
     assert issued_at.utcoffset() is not None
     assert datetime.fromisoformat(issued["expires_at"]) - issued_at == timedelta(days=30)
-    assert await holders(db, coupon["id"]) == {user_id}
-    assert await issued_quantity(db, coupon["id"]) == 1
-    meta, admitted = await gate.state(coupon["id"])
-    assert meta == {"total": 100, "count": 1}
-    assert admitted == {user_id}
+    assert await copies(coupon["id"]) == Copies(
+        {user_id}, 1, ({"total": 100, "count": 1}, {user_id})
+    )
 
 
 async def test_largest_user_id_is_accepted(
-    client: httpx.AsyncClient, new_coupon: Callable[..., Any]
+    client: httpx.AsyncClient, new_coupon: CouponFactory
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(f"/coupons/{coupon['id']}/issue", json={"user_id": 2**63 - 1})
@@ -66,54 +47,38 @@ async def test_largest_user_id_is_accepted(
 
 
 async def test_second_issue_for_the_same_user_is_409_and_changes_nothing(
-    client: httpx.AsyncClient,
-    new_coupon: Callable[..., Any],
-    gate: IssuanceGate,
-    db: asyncpg.Connection,
-    user_id: int,
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, user_id: int
 ) -> None:
     coupon = await new_coupon()
     path = f"/coupons/{coupon['id']}/issue"
     assert (await client.post(path, json={"user_id": user_id})).status_code == 201
     r = await client.post(path, json={"user_id": user_id})
-    assert r.status_code == 409
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "COUPON_ALREADY_ISSUED"
-    assert await holders(db, coupon["id"]) == {user_id}
-    assert await issued_quantity(db, coupon["id"]) == 1
-    assert await gate.state(coupon["id"]) == ({"total": 100, "count": 1}, {user_id})
+    assert_problem(r, 409, "COUPON_ALREADY_ISSUED")
+    assert await copies(coupon["id"]) == Copies(
+        {user_id}, 1, ({"total": 100, "count": 1}, {user_id})
+    )
 
 
 async def test_issue_past_the_total_is_409_sold_out_and_changes_nothing(
-    client: httpx.AsyncClient,
-    new_coupon: Callable[..., Any],
-    gate: IssuanceGate,
-    db: asyncpg.Connection,
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf
 ) -> None:
     coupon = await new_coupon(total_quantity=2)
     path = f"/coupons/{coupon['id']}/issue"
     for user in (11, 12):
         assert (await client.post(path, json={"user_id": user})).status_code == 201
     r = await client.post(path, json={"user_id": 13})
-    assert r.status_code == 409
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "COUPON_SOLD_OUT"
-    assert await holders(db, coupon["id"]) == {11, 12}
-    assert await issued_quantity(db, coupon["id"]) == 2
-    assert await gate.state(coupon["id"]) == ({"total": 2, "count": 2}, {11, 12})
+    assert_problem(r, 409, "COUPON_SOLD_OUT")
+    assert await copies(coupon["id"]) == Copies({11, 12}, 2, ({"total": 2, "count": 2}, {11, 12}))
     assert (await client.get(f"/coupons/{coupon['id']}")).json()["remaining_quantity"] == 0
 
 
 async def test_issue_of_an_unknown_coupon_is_404_and_changes_nothing(
-    client: httpx.AsyncClient, gate: IssuanceGate, db: asyncpg.Connection
+    client: httpx.AsyncClient, copies: CopiesOf
 ) -> None:
     unknown = 2**62 + 5
     r = await client.post(f"/coupons/{unknown}/issue", json={"user_id": 1})
-    assert r.status_code == 404
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "COUPON_NOT_FOUND"
-    assert await holders(db, unknown) == set()
-    assert await gate.state(unknown) == ({}, set())
+    assert_problem(r, 404, "COUPON_NOT_FOUND")
+    assert await copies(unknown) == Copies(set(), None, ({}, set()))
 
 
 @pytest.mark.parametrize(
@@ -132,24 +97,17 @@ async def test_issue_of_an_unknown_coupon_is_404_and_changes_nothing(
     ],
 )
 async def test_invalid_issue_body_is_422_and_changes_nothing(
-    client: httpx.AsyncClient,
-    new_coupon: Callable[..., Any],
-    gate: IssuanceGate,
-    db: asyncpg.Connection,
-    body: object,
+    client: httpx.AsyncClient, new_coupon: CouponFactory, copies: CopiesOf, body: object
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(f"/coupons/{coupon['id']}/issue", json=body)
-    assert r.status_code == 422
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "VALIDATION_ERROR"
+    assert_problem(r, 422, "VALIDATION_ERROR")
     assert r.json()["errors"]
-    assert await holders(db, coupon["id"]) == set()
-    assert await gate.state(coupon["id"]) == ({"total": 100, "count": 0}, set())
+    assert await copies(coupon["id"]) == Copies(set(), 0, ({"total": 100, "count": 0}, set()))
 
 
 async def test_malformed_issue_json_is_422(
-    client: httpx.AsyncClient, new_coupon: Callable[..., Any]
+    client: httpx.AsyncClient, new_coupon: CouponFactory
 ) -> None:
     coupon = await new_coupon()
     r = await client.post(
@@ -172,24 +130,22 @@ async def test_out_of_range_coupon_id_on_issue_is_422(
 
 async def test_a_token_may_issue_only_to_its_own_user(
     client: httpx.AsyncClient,
-    new_coupon: Callable[..., Any],
+    new_coupon: CouponFactory,
     token: Callable[..., dict[str, str]],
     admin: dict[str, str],
-    db: asyncpg.Connection,
+    copies: CopiesOf,
 ) -> None:
     coupon = await new_coupon()
     path = f"/coupons/{coupon['id']}/issue"
     r = await client.post(path, json={"user_id": 21}, headers=token("22"))
-    assert r.status_code == 403
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "FORBIDDEN"
+    assert_problem(r, 403, "FORBIDDEN")
     r = await client.post(path, json={"user_id": 21}, headers={"Authorization": "Bearer junk"})
     assert r.status_code == 401
     assert r.json()["code"] == "UNAUTHENTICATED"
-    assert await holders(db, coupon["id"]) == set()
+    assert (await copies(coupon["id"])).holders == set()
     assert (await client.post(path, json={"user_id": 21}, headers=token("21"))).status_code == 201
     assert (await client.post(path, json={"user_id": 23}, headers=admin)).status_code == 201
-    assert await holders(db, coupon["id"]) == {21, 23}
+    assert (await copies(coupon["id"])).holders == {21, 23}
 
 
 @pytest.fixture
@@ -204,8 +160,8 @@ def silent_port() -> Iterator[int]:
 @pytest.mark.parametrize("redis", ["closed port", "silent port"])
 async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
     settings: Settings,
-    new_coupon: Callable[..., Any],
-    db: asyncpg.Connection,
+    new_coupon: CouponFactory,
+    copies: CopiesOf,
     silent_port: int,
     redis: str,
 ) -> None:
@@ -223,9 +179,7 @@ async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
         httpx.AsyncClient(base_url=url, timeout=10, auth=ActAsUser(settings.jwt_secret)) as other,
     ):
         r = await other.post(f"/coupons/{coupon['id']}/issue", json={"user_id": 31})
-        assert r.status_code == 503
-        assert r.headers["content-type"] == PROBLEM
-        assert r.json()["code"] == "SERVICE_UNAVAILABLE"
+        assert_problem(r, 503, "SERVICE_UNAVAILABLE")
         # Ready all the same (reads and the saga's pricing need no Redis), Redis named degraded.
         ready = await other.get("/readyz")
         assert ready.status_code == 200
@@ -233,5 +187,5 @@ async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
         assert "redis" in ready.json()["degraded"]
         # what does not need Redis still works
         assert (await other.get(f"/coupons/{coupon['id']}")).status_code == 200
-    assert await holders(db, coupon["id"]) == set()
-    assert await issued_quantity(db, coupon["id"]) == 0
+    left = await copies(coupon["id"])
+    assert (left.holders, left.issued_quantity) == (set(), 0)

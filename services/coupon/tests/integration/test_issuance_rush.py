@@ -4,6 +4,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -28,18 +29,37 @@ def rush_of_users() -> list[int]:
     return requests
 
 
+@dataclass(frozen=True)
+class Sale:
+    """A coupon of TOTAL copies, and a rush of users (`rush_of_users`) asking for one each."""
+
+    coupon_id: int
+    users: list[int]
+
+    @property
+    def path(self) -> str:
+        return f"/coupons/{self.coupon_id}/issue"
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(self.path, {"user_id": u}) for u in self.users]
+
+
+@pytest.fixture
+async def sale(new_coupon: Callable[..., Any]) -> Sale:
+    coupon = await new_coupon(total_quantity=TOTAL)
+    return Sale(coupon["id"], rush_of_users())
+
+
 async def holders(db: asyncpg.Connection, coupon_id: int) -> list[int]:
     rows = await db.fetch("SELECT user_id FROM user_coupons WHERE coupon_id = $1", coupon_id)
     return [r["user_id"] for r in rows]
 
 
 async def assert_exactly_the_total_was_issued(
-    coupon_id: int,
-    users: list[int],
-    answers: list[Any],
-    db: asyncpg.Connection,
-    gate: IssuanceGate,
+    sale: Sale, answers: list[Any], db: asyncpg.Connection, gate: IssuanceGate
 ) -> None:
+    coupon_id, users = sale.coupon_id, sale.users
     outcomes = Counter((a.status, a.code) for a in answers)
     assert len(answers) == len(users)
     assert outcomes[(201, None)] == TOTAL, outcomes
@@ -66,19 +86,10 @@ async def assert_exactly_the_total_was_issued(
 
 
 async def test_a_rush_of_10000_requests_issues_exactly_1000(
-    base_url: str,
-    new_coupon: Callable[..., Any],
-    rush: Callable[..., Any],
-    db: asyncpg.Connection,
-    gate: IssuanceGate,
+    base_url: str, sale: Sale, rush: Callable[..., Any], db: asyncpg.Connection, gate: IssuanceGate
 ) -> None:
-    coupon = await new_coupon(total_quantity=TOTAL)
-    users = rush_of_users()
-    path = f"/coupons/{coupon['id']}/issue"
-    answers = await rush([base_url], connections=500).post_all(
-        [(path, {"user_id": u}) for u in users]
-    )
-    await assert_exactly_the_total_was_issued(coupon["id"], users, answers, db, gate)
+    answers = await rush([base_url], connections=500).post_all(sale.requests)
+    await assert_exactly_the_total_was_issued(sale, answers, db, gate)
 
 
 @pytest.fixture
@@ -92,35 +103,30 @@ async def second_instance(settings: Settings) -> AsyncIterator[str]:
 async def test_a_rush_with_redis_flushed_twice_midway_still_issues_exactly_1000(
     base_url: str,
     second_instance: str,
-    new_coupon: Callable[..., Any],
+    sale: Sale,
     rush: Callable[..., Any],
     db: asyncpg.Connection,
     gate: IssuanceGate,
 ) -> None:
-    coupon = await new_coupon(total_quantity=TOTAL)
-    users = rush_of_users()
-    path = f"/coupons/{coupon['id']}/issue"
     crowd = rush([base_url, second_instance], connections=500)
     flushed_at: list[int] = []
 
     async def flush() -> None:
-        await gate.forget(coupon["id"])  # what a FLUSHALL or a restart does to this coupon
-        flushed_at.append(len(await holders(db, coupon["id"])))
+        await gate.forget(sale.coupon_id)  # what a FLUSHALL or a restart does to this coupon
+        flushed_at.append(len(await holders(db, sale.coupon_id)))
 
     async def flush_twice() -> None:
         await crowd.milestone(250).wait()
         await flush()
-        await eventually(lambda: gate.is_intact(coupon["id"]), interval_s=0.01)  # rebuilt
+        await eventually(lambda: gate.is_intact(sale.coupon_id), interval_s=0.01)  # rebuilt
         await crowd.milestone(crowd.answered + 20).wait()
         await flush()
 
-    answers, _ = await asyncio.gather(
-        crowd.post_all([(path, {"user_id": u}) for u in users]), flush_twice()
-    )
+    answers, _ = await asyncio.gather(crowd.post_all(sale.requests), flush_twice())
     # both flushes hit while the coupon was still being handed out
     assert len(flushed_at) == 2
     assert all(0 < issued < TOTAL for issued in flushed_at), flushed_at
-    await assert_exactly_the_total_was_issued(coupon["id"], users, answers, db, gate)
+    await assert_exactly_the_total_was_issued(sale, answers, db, gate)
 
 
 @pytest.fixture

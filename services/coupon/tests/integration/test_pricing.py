@@ -3,7 +3,7 @@ or CouponRejected out; OrderFailed gives the coupon back."""
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -74,8 +74,12 @@ async def priced(settings: Settings, *orders: StockReserved) -> dict[uuid.UUID, 
     return answers(records)
 
 
+Issue = Callable[..., Awaitable[int]]
+Handled = Callable[[Envelope], Awaitable[None]]
+
+
 @pytest.fixture
-def issue(client: httpx.AsyncClient, new_coupon: Callable[..., Any]) -> Callable[..., Any]:
+def issue(client: httpx.AsyncClient, new_coupon: Callable[..., Any]) -> Issue:
     """`issue(user_id, **coupon)`: a fresh coupon of that kind, issued to the user."""
 
     async def make(user_id: int, **coupon: Any) -> int:
@@ -88,10 +92,30 @@ def issue(client: httpx.AsyncClient, new_coupon: Callable[..., Any]) -> Callable
     return make
 
 
+@pytest.fixture
+def handled(db: asyncpg.Connection) -> Handled:
+    """`await handled(envelope)`: waits until the coupon service has handled that event."""
+
+    async def wait(envelope: Envelope) -> None:
+        query = "SELECT count(*) FROM processed_events WHERE event_id = $1"
+        await eventually(lambda: db.fetchval(query, envelope.event_id))
+
+    return wait
+
+
 async def held(client: httpx.AsyncClient, user_id: int, user_coupon_id: int) -> dict[str, Any]:
     items = (await client.get(f"/users/{user_id}/coupons")).json()["items"]
     (item,) = [i for i in items if i["user_coupon_id"] == user_coupon_id]
     return dict(item)
+
+
+async def available_again(client: httpx.AsyncClient, user_id: int, user_coupon_id: int) -> None:
+    """Waits until the user's coupon is given back (AVAILABLE)."""
+
+    async def available() -> bool:
+        return bool((await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE")
+
+    await eventually(available)
 
 
 async def test_an_order_without_a_coupon_is_priced_at_its_reserved_subtotal(
@@ -123,7 +147,7 @@ async def test_an_order_without_a_coupon_is_priced_at_its_reserved_subtotal(
 async def test_a_valid_coupon_is_applied_and_held_by_the_order(
     settings: Settings,
     client: httpx.AsyncClient,
-    issue: Callable[..., Any],
+    issue: Issue,
     user_id: int,
     coupon: dict[str, Any],
     discount: int,
@@ -143,7 +167,7 @@ async def test_a_valid_coupon_is_applied_and_held_by_the_order(
 
 
 async def test_orders_naming_one_coupon_at_the_same_moment_get_it_once(
-    settings: Settings, client: httpx.AsyncClient, issue: Callable[..., Any], user_id: int
+    settings: Settings, client: httpx.AsyncClient, issue: Issue, user_id: int
 ) -> None:
     user_coupon_id = await issue(user_id, discount_type="FIXED", discount_value=3_000)
     orders = [stock_reserved(user_id, user_coupon_id) for _ in range(10)]
@@ -163,18 +187,14 @@ async def test_orders_naming_one_coupon_at_the_same_moment_get_it_once(
         settings.topic(topics.ORDER_EVENTS),
         order_failed(next(o for o in orders if o.order_id == winners[0].order_id)),
     )
-
-    async def available() -> bool:
-        return bool((await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE")
-
-    await eventually(available)
+    await available_again(client, user_id, user_coupon_id)
     (again,) = (await priced(settings, stock_reserved(user_id, user_coupon_id))).values()
     assert again.event_type == "OrderPriced"
     assert again.payload["discount"] == 3_000
 
 
 async def test_concurrent_pricing_transactions_take_a_coupon_once(
-    runtime: Runtime, client: httpx.AsyncClient, issue: Callable[..., Any], user_id: int
+    runtime: Runtime, client: httpx.AsyncClient, issue: Issue, user_id: int
 ) -> None:
     """The database guard alone, without Kafka's scheduling: twenty transactions at once."""
     user_coupon_id = await issue(user_id, discount_type="FIXED", discount_value=500)
@@ -195,30 +215,21 @@ async def test_concurrent_pricing_transactions_take_a_coupon_once(
 
 
 async def test_a_failed_order_gives_its_coupon_back_once(
-    settings: Settings,
-    client: httpx.AsyncClient,
-    issue: Callable[..., Any],
-    db: asyncpg.Connection,
-    user_id: int,
+    settings: Settings, client: httpx.AsyncClient, issue: Issue, handled: Handled, user_id: int
 ) -> None:
     user_coupon_id = await issue(user_id, discount_type="FIXED", discount_value=1_000)
     first = stock_reserved(user_id, user_coupon_id)
     await priced(settings, first)
     failed = Envelope.wrap(order_failed(first), producer="order")
     await publish_envelope(settings.topic(topics.ORDER_EVENTS), failed, failed)
-
-    async def available() -> bool:
-        return bool((await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE")
-
-    await eventually(available)
+    await available_again(client, user_id, user_coupon_id)
     second = stock_reserved(user_id, user_coupon_id)
     (answer,) = (await priced(settings, second)).values()
     assert answer.event_type == "OrderPriced"
 
     # the same failure again, as a new event: the coupon now belongs to the second order
     late = await publish(settings.topic(topics.ORDER_EVENTS), order_failed(first))
-    handled = "SELECT count(*) FROM processed_events WHERE event_id = $1"
-    await eventually(lambda: db.fetchval(handled, late.event_id))
+    await handled(late)
     item = await held(client, user_id, user_coupon_id)
     assert (item["status"], item["used_order_id"]) == ("USED", str(second.order_id))
 
@@ -236,7 +247,7 @@ async def test_a_failed_order_gives_its_coupon_back_once(
 async def test_an_invalid_coupon_rejects_the_order_and_stays_as_it_was(
     settings: Settings,
     client: httpx.AsyncClient,
-    issue: Callable[..., Any],
+    issue: Issue,
     db: asyncpg.Connection,
     user_id: int,
     case: str,
@@ -274,32 +285,30 @@ async def test_an_invalid_coupon_rejects_the_order_and_stays_as_it_was(
 async def test_stock_reserved_after_the_order_failed_is_ignored(
     settings: Settings,
     client: httpx.AsyncClient,
-    issue: Callable[..., Any],
+    issue: Issue,
+    handled: Handled,
     db: asyncpg.Connection,
     user_id: int,
 ) -> None:
     user_coupon_id = await issue(user_id)
     order = stock_reserved(user_id, user_coupon_id)
-    handled = "SELECT count(*) FROM processed_events WHERE event_id = $1"
-    failed = await publish(settings.topic(topics.ORDER_EVENTS), order_failed(order))
-    await eventually(lambda: db.fetchval(handled, failed.event_id))
+    await handled(await publish(settings.topic(topics.ORDER_EVENTS), order_failed(order)))
 
     late = await publish(settings.topic(topics.STOCK_EVENTS), order)
-    await eventually(lambda: db.fetchval(handled, late.event_id))
+    await handled(late)
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(order.order_id)) == 0
     assert (await held(client, user_id, user_coupon_id))["status"] == "AVAILABLE"
 
 
 async def test_a_redelivered_stock_reserved_prices_the_order_once(
-    settings: Settings, issue: Callable[..., Any], db: asyncpg.Connection, user_id: int
+    settings: Settings, issue: Issue, handled: Handled, db: asyncpg.Connection, user_id: int
 ) -> None:
     user_coupon_id = await issue(user_id)
     order = stock_reserved(user_id, user_coupon_id)
     envelope = Envelope.wrap(order, producer="product")
     await publish_envelope(settings.topic(topics.STOCK_EVENTS), envelope, envelope)
     again = await publish(settings.topic(topics.STOCK_EVENTS), order)  # same fact, new event id
-    handled = "SELECT count(*) FROM processed_events WHERE event_id = $1"
-    await eventually(lambda: db.fetchval(handled, again.event_id))
-    await eventually(lambda: db.fetchval(handled, envelope.event_id))
+    await handled(again)
+    await handled(envelope)
     staged = await db.fetch("SELECT event_type FROM outbox WHERE key = $1", str(order.order_id))
     assert [r["event_type"] for r in staged] == ["OrderPriced"]

@@ -8,7 +8,8 @@ import asyncpg
 import httpx
 import pytest
 
-PROBLEM = "application/problem+json"
+from shopkit.testing import assert_problem
+
 ORDER_KEYS = {
     "order_id",
     "user_id",
@@ -160,10 +161,7 @@ async def test_an_invalid_order_is_422_and_creates_nothing(
 ) -> None:
     before = await _orders_in_db(db)
     r = await client.post("/orders", json=INVALID_BODIES[case](user_id))
-    assert r.status_code == 422, r.text
-    assert r.headers["content-type"] == PROBLEM
-    problem = r.json()
-    assert problem["code"] == "VALIDATION_ERROR"
+    problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert problem["status"] == 422
     assert problem["errors"]
     assert await _orders_in_db(db) == before
@@ -176,9 +174,7 @@ async def test_a_body_that_is_not_an_order_is_422_and_creates_nothing(
 ) -> None:
     before = await _orders_in_db(db)
     r = await client.post("/orders", content=content, headers={"content-type": "application/json"})
-    assert r.status_code == 422
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "VALIDATION_ERROR"
+    assert_problem(r, 422, "VALIDATION_ERROR")
     assert await _orders_in_db(db) == before
 
 
@@ -190,9 +186,7 @@ async def test_fifty_distinct_lines_are_accepted(client: httpx.AsyncClient, user
 
 async def test_an_unknown_order_is_404(client: httpx.AsyncClient) -> None:
     r = await client.get(f"/orders/{uuid.uuid4()}")
-    assert r.status_code == 404
-    assert r.headers["content-type"] == PROBLEM
-    assert r.json()["code"] == "ORDER_NOT_FOUND"
+    assert_problem(r, 404, "ORDER_NOT_FOUND")
 
 
 @pytest.mark.parametrize("bad", ["abc", "123", "00000000-0000-0000-0000-00000000000g"])

@@ -108,77 +108,70 @@ async def test_boundary_values_are_accepted(
 BAD_NUMBERS = [0, -1, 1.5, 100.0, "100", True, None, 10**30, -(10**30), [1], {"n": 1}]
 
 
+async def send_as_admin(
+    client: httpx.AsyncClient, admin: dict[str, str], method: str, path: str, payload: object
+) -> httpx.Response:
+    """`payload` as JSON, or, given as bytes, sent as they are as a JSON body (malformed ones)."""
+    if isinstance(payload, bytes):
+        headers = {**admin, "content-type": "application/json"}
+        return await client.request(method, path, content=payload, headers=headers)
+    return await client.request(method, path, json=payload, headers=admin)
+
+
 @pytest.mark.parametrize(
-    ("body", "content"),
+    "payload",
     [
-        *[({"name": "n", "price": bad, "stock": 1}, None) for bad in BAD_NUMBERS],
-        ({"name": "n", "price": 100_000_001, "stock": 1}, None),
-        *[({"name": "n", "price": 10, "stock": bad}, None) for bad in BAD_NUMBERS if bad != 0],
-        ({"name": "n", "price": 10, "stock": 1_000_000_001}, None),
-        ({"name": "", "price": 10, "stock": 1}, None),
-        ({"name": "   ", "price": 10, "stock": 1}, None),
-        ({"name": "x" * 201, "price": 10, "stock": 1}, None),
-        ({"name": "nul\x00byte", "price": 10, "stock": 1}, None),
-        ({"name": "line\nbreak", "price": 10, "stock": 1}, None),
-        ({"name": 123, "price": 10, "stock": 1}, None),
-        ({"name": None, "price": 10, "stock": 1}, None),
-        ({"price": 10, "stock": 1}, None),
-        ({"name": "n", "stock": 1}, None),
-        ({"name": "n", "price": 10}, None),
-        ({}, None),
-        ({"name": "n", "price": 10, "stock": 1, "id": 5}, None),
-        (None, b"{not json"),
-        (None, b""),
-        (None, b"[]"),
-        (None, b'"n"'),
-        (None, b'{"name": "n", "price": 10, "stock": 1'),
+        *[{"name": "n", "price": bad, "stock": 1} for bad in BAD_NUMBERS],
+        {"name": "n", "price": 100_000_001, "stock": 1},
+        *[{"name": "n", "price": 10, "stock": bad} for bad in BAD_NUMBERS if bad != 0],
+        {"name": "n", "price": 10, "stock": 1_000_000_001},
+        {"name": "", "price": 10, "stock": 1},
+        {"name": "   ", "price": 10, "stock": 1},
+        {"name": "x" * 201, "price": 10, "stock": 1},
+        {"name": "nul\x00byte", "price": 10, "stock": 1},
+        {"name": "line\nbreak", "price": 10, "stock": 1},
+        {"name": 123, "price": 10, "stock": 1},
+        {"name": None, "price": 10, "stock": 1},
+        {"price": 10, "stock": 1},
+        {"name": "n", "stock": 1},
+        {"name": "n", "price": 10},
+        {},
+        {"name": "n", "price": 10, "stock": 1, "id": 5},
+        b"{not json",
+        b"",
+        b"[]",
+        b'"n"',
+        b'{"name": "n", "price": 10, "stock": 1',
     ],
 )
 async def test_invalid_new_product_is_422_and_changes_nothing(
-    client: httpx.AsyncClient,
-    admin: dict[str, str],
-    new_product: NewProduct,
-    body: object,
-    content: bytes | None,
+    client: httpx.AsyncClient, admin: dict[str, str], new_product: NewProduct, payload: object
 ) -> None:
     await new_product()
     before = await catalogue(client)
-    if content is not None:
-        headers = {**admin, "content-type": "application/json"}
-        r = await client.post("/products", content=content, headers=headers)
-    else:
-        r = await client.post("/products", json=body, headers=admin)
+    r = await send_as_admin(client, admin, "POST", "/products", payload)
     problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert problem["errors"]
     assert await catalogue(client) == before
 
 
 @pytest.mark.parametrize(
-    ("body", "content"),
+    "payload",
     [
-        *[({"stock": bad}, None) for bad in BAD_NUMBERS if bad != 0],
-        ({"stock": 1_000_000_001}, None),
-        ({}, None),
-        ({"stock": 1, "price": 5}, None),
-        (None, b"{not json"),
-        (None, b""),
-        (None, b"[3]"),
+        *[{"stock": bad} for bad in BAD_NUMBERS if bad != 0],
+        {"stock": 1_000_000_001},
+        {},
+        {"stock": 1, "price": 5},
+        b"{not json",
+        b"",
+        b"[3]",
     ],
 )
 async def test_invalid_stock_update_is_422_and_changes_nothing(
-    client: httpx.AsyncClient,
-    admin: dict[str, str],
-    new_product: NewProduct,
-    body: object,
-    content: bytes | None,
+    client: httpx.AsyncClient, admin: dict[str, str], new_product: NewProduct, payload: object
 ) -> None:
     product = await new_product(stock=4)
-    path = f"/products/{product['id']}/stock"
-    if content is not None:
-        headers = {**admin, "content-type": "application/json"}
-        r = await client.put(path, content=content, headers=headers)
-    else:
-        r = await client.put(path, json=body, headers=admin)
+    r = await send_as_admin(client, admin, "PUT", f"/products/{product['id']}/stock", payload)
     problem = assert_problem(r, 422, "VALIDATION_ERROR")
     assert problem["errors"]
     assert (await client.get(f"/products/{product['id']}")).json() == product

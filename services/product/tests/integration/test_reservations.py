@@ -10,16 +10,16 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import orjson
+import pytest
 from prometheus_client import REGISTRY
 
 from product.config import Settings
 from product.service.reservations import release_stock, reserve_stock
 from shop_contracts import (
     Envelope,
-    FailureReason,
+    Event,
     OrderCreated,
     OrderFailed,
-    OrderLine,
     topics,
 )
 from shopkit.database.engine import create_engine, session_factory
@@ -32,7 +32,8 @@ from shopkit.testing import (
     topic_reader,
 )
 
-NewProduct = Callable[..., Awaitable[dict[str, Any]]]
+from ..conftest import BUYER, NewProduct, order_created, order_failed
+
 Drain = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 
@@ -44,24 +45,44 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def created(*lines: tuple[int, int], user_coupon_id: int | None = None) -> OrderCreated:
-    return OrderCreated(
-        order_id=uuid.uuid4(),
-        user_id=42,
-        lines=[OrderLine(product_id=p, quantity=q) for p, q in lines],
-        user_coupon_id=user_coupon_id,
-    )
-
-
-def failed(order: OrderCreated) -> OrderFailed:
-    return OrderFailed(
-        order_id=order.order_id, user_id=order.user_id, reason=FailureReason.INSUFFICIENT_BALANCE
-    )
-
-
 def stock_events(records: list[Any], order_ids: set[uuid.UUID]) -> list[Envelope]:
     envelopes = [Envelope.model_validate(orjson.loads(r.value)) for r in records]
     return [e for e in envelopes if e.order_id in order_ids]
+
+
+Deliver = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def delivered(settings: Settings, consumed_everything: Drain) -> Deliver:
+    """`await delivered(*events)`: publishes order events on the order topic, in turn (an Event
+    under a new event id, an Envelope as it is), and waits until the service consumed them."""
+
+    async def deliver(*events: Event | Envelope) -> None:
+        topic = settings.topic(topics.ORDER_EVENTS)
+        for event in events:
+            if isinstance(event, Envelope):
+                await publish_envelope(topic, event)
+            else:
+                await publish(topic, event)
+        await consumed_everything()
+
+    return deliver
+
+
+async def stock_answer(settings: Settings, order: OrderCreated) -> Envelope:
+    """Publishes `order`; the service's answer to it on the stock topic."""
+    async with topic_reader(settings.topic(topics.STOCK_EVENTS)) as reader:
+        await publish(settings.topic(topics.ORDER_EVENTS), order)
+        records = await collect(reader, lambda got: bool(stock_events(got, {order.order_id})))
+    [event] = stock_events(records, {order.order_id})
+    return event
+
+
+async def staged(db: asyncpg.Connection, order: OrderCreated) -> int:
+    """How many events the service staged in its outbox for `order`."""
+    query = "SELECT count(*) FROM outbox WHERE key = $1"
+    return int(await db.fetchval(query, str(order.order_id)))
 
 
 async def stock_of(client: httpx.AsyncClient, product_id: int) -> int:
@@ -131,7 +152,7 @@ async def test_1000_concurrent_orders_for_100_units_reserve_exactly_100_and_rele
 ) -> None:
     product = await new_product(name="한정판 운동화", price=189_000, stock=100)
     pid = product["id"]
-    orders = [created((pid, 1)) for _ in range(1_000)]
+    orders = [order_created((pid, 1)) for _ in range(1_000)]
     ids = {o.order_id for o in orders}
     order_topic = settings.topic(topics.ORDER_EVENTS)
 
@@ -168,7 +189,7 @@ async def test_1000_concurrent_orders_for_100_units_reserve_exactly_100_and_rele
         # Every release delivered twice (the same envelope): the second copy changes nothing.
         handled = consumed("OrderFailed", "handled")
         duplicates = consumed("OrderFailed", "duplicate")
-        releases = [Envelope.wrap(failed(o), producer="order") for o in orders]
+        releases = [Envelope.wrap(order_failed(o), producer="order") for o in orders]
         await asyncio.gather(
             *(
                 publish_envelope(order_topic, *[e for env in part for e in (env, env)])
@@ -188,46 +209,35 @@ async def test_1000_concurrent_orders_for_100_units_reserve_exactly_100_and_rele
 
 
 async def test_an_order_is_reserved_once_however_often_it_is_delivered(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    db: asyncpg.Connection,
-    new_product: NewProduct,
-    consumed_everything: Drain,
+    client: httpx.AsyncClient, db: asyncpg.Connection, new_product: NewProduct, delivered: Deliver
 ) -> None:
     product = await new_product(stock=10)
-    order = created((product["id"], 3))
+    order = order_created((product["id"], 3))
     envelope = Envelope.wrap(order, producer="order")
-    order_topic = settings.topic(topics.ORDER_EVENTS)
     # the same event twice, then the same fact again under another event id
-    await publish_envelope(order_topic, envelope, envelope)
-    await publish(order_topic, order)
-    await consumed_everything()
+    await delivered(envelope, envelope, order)
 
     assert await stock_of(client, product["id"]) == 7
-    assert await db.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(order.order_id)) == 1
+    assert await staged(db, order) == 1
     lines = await db.fetch("SELECT quantity FROM reservations WHERE order_id = $1", order.order_id)
     assert [r["quantity"] for r in lines] == [3]
 
 
 async def test_lines_are_reserved_or_excluded_with_their_reason_and_released_once(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    new_product: NewProduct,
-    consumed_everything: Drain,
+    client: httpx.AsyncClient, settings: Settings, new_product: NewProduct, delivered: Deliver
 ) -> None:
     plenty = await new_product(name="plenty", price=1_000, stock=5)
     scarce = await new_product(name="scarce", price=2_000, stock=1)
-    order = created((UNKNOWN_PRODUCT, 1), (scarce["id"], 2), (plenty["id"], 3), user_coupon_id=9)
-    async with topic_reader(settings.topic(topics.STOCK_EVENTS)) as reader:
-        await publish(settings.topic(topics.ORDER_EVENTS), order)
-        records = await collect(reader, lambda got: bool(stock_events(got, {order.order_id})))
-    [event] = stock_events(records, {order.order_id})
+    order = order_created(
+        (UNKNOWN_PRODUCT, 1), (scarce["id"], 2), (plenty["id"], 3), user_coupon_id=9
+    )
+    event = await stock_answer(settings, order)
 
     assert event.event_type == "StockReserved"
     assert event.producer == "product"
     assert event.payload == {
         "order_id": str(order.order_id),
-        "user_id": 42,
+        "user_id": BUYER,
         "user_coupon_id": 9,
         "reserved": [
             {"product_id": plenty["id"], "name": "plenty", "quantity": 3, "unit_price": 1_000}
@@ -241,9 +251,7 @@ async def test_lines_are_reserved_or_excluded_with_their_reason_and_released_onc
     assert await stock_of(client, scarce["id"]) == 1
 
     # the failure announced twice under two event ids: given back once, excluded lines untouched
-    await publish(settings.topic(topics.ORDER_EVENTS), failed(order))
-    await publish(settings.topic(topics.ORDER_EVENTS), failed(order))
-    await consumed_everything()
+    await delivered(order_failed(order), order_failed(order))
     assert await stock_of(client, plenty["id"]) == 5
     assert await stock_of(client, scarce["id"]) == 1
 
@@ -254,16 +262,13 @@ async def test_an_order_with_nothing_available_is_rejected_and_takes_nothing(
     new_product: NewProduct,
 ) -> None:
     scarce = await new_product(stock=1)
-    order = created((scarce["id"], 2), (UNKNOWN_PRODUCT, 1))
-    async with topic_reader(settings.topic(topics.STOCK_EVENTS)) as reader:
-        await publish(settings.topic(topics.ORDER_EVENTS), order)
-        records = await collect(reader, lambda got: bool(stock_events(got, {order.order_id})))
-    [event] = stock_events(records, {order.order_id})
+    order = order_created((scarce["id"], 2), (UNKNOWN_PRODUCT, 1))
+    event = await stock_answer(settings, order)
 
     assert event.event_type == "StockRejected"
     assert event.payload == {
         "order_id": str(order.order_id),
-        "user_id": 42,
+        "user_id": BUYER,
         "excluded": [
             {"product_id": scarce["id"], "quantity": 2, "reason": "OUT_OF_STOCK"},
             {"product_id": UNKNOWN_PRODUCT, "quantity": 1, "reason": "PRODUCT_NOT_FOUND"},
@@ -273,24 +278,17 @@ async def test_an_order_with_nothing_available_is_rejected_and_takes_nothing(
 
 
 async def test_an_order_that_failed_before_it_was_reserved_is_never_reserved(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    db: asyncpg.Connection,
-    new_product: NewProduct,
-    consumed_everything: Drain,
+    client: httpx.AsyncClient, db: asyncpg.Connection, new_product: NewProduct, delivered: Deliver
 ) -> None:
     product = await new_product(stock=4)
-    order = created((product["id"], 2))
-    order_topic = settings.topic(topics.ORDER_EVENTS)
-    await publish(order_topic, failed(order))
-    await consumed_everything()  # the failure is handled before the late OrderCreated arrives
-    await publish(order_topic, order)
-    await consumed_everything()
+    order = order_created((product["id"], 2))
+    await delivered(order_failed(order))  # handled before the late OrderCreated arrives
+    await delivered(order)
 
     assert await stock_of(client, product["id"]) == 4
     status = "SELECT status FROM reservation_orders WHERE order_id = $1"
     assert await db.fetchval(status, order.order_id) == "RELEASED"
-    assert await db.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(order.order_id)) == 0
+    assert await staged(db, order) == 0
 
 
 async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly_once(
@@ -305,7 +303,7 @@ async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly
     first = (await new_product(stock=30))["id"]
     second = (await new_product(stock=20))["id"]
     either_order = [((first, 1), (second, 1)), ((second, 1), (first, 1))]
-    orders = [created(*lines) for lines in either_order * 50]
+    orders = [order_created(*lines) for lines in either_order * 50]
     engine = create_engine(settings.model_copy(update={"db_pool_size": 40, "db_max_overflow": 0}))
     sessions = session_factory(engine)
 
@@ -324,7 +322,9 @@ async def test_racing_duplicate_deliveries_take_and_give_back_each_order_exactly
         outcomes = "SELECT count(*) FROM outbox WHERE key = ANY($1)"
         assert await db.fetchval(outcomes, [str(i) for i in ids]) == 100
 
-        await asyncio.gather(*(run(release_stock, failed(o)) for o in orders for _ in range(2)))
+        await asyncio.gather(
+            *(run(release_stock, order_failed(o)) for o in orders for _ in range(2))
+        )
         assert await stocks(db, first, second) == {first: 30, second: 20}
         assert dict(await db.fetch(held, ids, "RELEASED")) == {first: 30, second: 20}
     finally:

@@ -1,7 +1,6 @@
 """The reservation rules with an in-memory store: which lines are taken, which are excluded
 and why, and that reserving and releasing each happen at most once per order."""
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -19,14 +18,13 @@ from product.service.reservations import release, reserve
 from shop_contracts import (
     ExcludedLine,
     ExclusionReason,
-    FailureReason,
-    OrderCreated,
-    OrderFailed,
     OrderLine,
     ReservedLine,
     StockRejected,
     StockReserved,
 )
+
+from ..conftest import BUYER, order_created, order_failed
 
 
 @dataclass
@@ -98,21 +96,6 @@ def store_with(**stock: int) -> FakeStore:
     )
 
 
-def order(*lines: tuple[int, int], coupon: int | None = None) -> OrderCreated:
-    return OrderCreated(
-        order_id=uuid.uuid4(),
-        user_id=7,
-        lines=[OrderLine(product_id=p, quantity=q) for p, q in lines],
-        user_coupon_id=coupon,
-    )
-
-
-def failed(created: OrderCreated) -> OrderFailed:
-    return OrderFailed(
-        order_id=created.order_id, user_id=created.user_id, reason=FailureReason.COUPON_INVALID
-    )
-
-
 def stock_of(store: FakeStore) -> dict[int, int]:
     return {pid: p.stock for pid, p in store.products.items()}
 
@@ -127,14 +110,14 @@ def test_lines_are_put_in_product_id_order_with_repeated_products_merged() -> No
 
 
 def test_a_reservation_with_a_taken_line_reports_stock_reserved() -> None:
-    created = order((1, 2), coupon=3)
+    created = order_created((1, 2), user_coupon_id=3)
     reservation = Reservation.of(created)
     reservation.take(OrderLine(product_id=1, quantity=2), name="p1", unit_price=500)
     reservation.exclude(OrderLine(product_id=4, quantity=1), ExclusionReason.OUT_OF_STOCK)
     assert reservation.status is ReservationStatus.RESERVED
     assert reservation.outcome() == StockReserved(
         order_id=created.order_id,
-        user_id=7,
+        user_id=BUYER,
         user_coupon_id=3,
         reserved=[ReservedLine(product_id=1, name="p1", quantity=2, unit_price=500)],
         excluded=[ExcludedLine(product_id=4, quantity=1, reason=ExclusionReason.OUT_OF_STOCK)],
@@ -142,30 +125,30 @@ def test_a_reservation_with_a_taken_line_reports_stock_reserved() -> None:
 
 
 def test_a_reservation_without_taken_lines_reports_stock_rejected() -> None:
-    created = order((4, 1))
+    created = order_created((4, 1))
     reservation = Reservation.of(created)
     reservation.exclude(OrderLine(product_id=4, quantity=1), ExclusionReason.PRODUCT_NOT_FOUND)
     assert reservation.status is ReservationStatus.REJECTED
     assert reservation.outcome() == StockRejected(
         order_id=created.order_id,
-        user_id=7,
+        user_id=BUYER,
         excluded=[ExcludedLine(product_id=4, quantity=1, reason=ExclusionReason.PRODUCT_NOT_FOUND)],
     )
 
 
 async def test_stock_is_taken_in_product_id_order_whatever_the_order_of_lines() -> None:
     store = store_with(p3=5, p1=5, p2=5)
-    await reserve(store, order((3, 1), (1, 1), (2, 1)))
+    await reserve(store, order_created((3, 1), (1, 1), (2, 1)))
     assert store.takes == [1, 2, 3]
 
 
 async def test_lines_that_cannot_be_taken_are_excluded_with_their_reason() -> None:
     store = store_with(p1=5, p2=1, p3=0)
-    created = order((3, 1), (99, 2), (2, 2), (1, 5))
+    created = order_created((3, 1), (99, 2), (2, 2), (1, 5))
     outcome = await reserve(store, created)
     assert outcome == StockReserved(
         order_id=created.order_id,
-        user_id=7,
+        user_id=BUYER,
         reserved=[ReservedLine(product_id=1, name="p1", quantity=5, unit_price=1_000)],
         excluded=[
             ExcludedLine(product_id=2, quantity=2, reason=ExclusionReason.OUT_OF_STOCK),
@@ -180,7 +163,7 @@ async def test_lines_that_cannot_be_taken_are_excluded_with_their_reason() -> No
 
 async def test_an_order_with_nothing_available_is_rejected_and_takes_nothing() -> None:
     store = store_with(p1=1)
-    created = order((1, 2), (50, 1))
+    created = order_created((1, 2), (50, 1))
     outcome = await reserve(store, created)
     assert isinstance(outcome, StockRejected)
     assert [(e.product_id, e.reason) for e in outcome.excluded] == [
@@ -193,16 +176,16 @@ async def test_an_order_with_nothing_available_is_rejected_and_takes_nothing() -
 
 async def test_an_order_without_lines_is_rejected() -> None:
     store = store_with(p1=5)
-    created = order()
+    created = order_created()
     assert await reserve(store, created) == StockRejected(
-        order_id=created.order_id, user_id=7, excluded=[]
+        order_id=created.order_id, user_id=BUYER, excluded=[]
     )
     assert store.orders[created.order_id] is ReservationStatus.REJECTED
 
 
 async def test_a_quantity_too_large_for_any_stock_is_out_of_stock_without_a_take() -> None:
     store = store_with(p1=5)
-    outcome = await reserve(store, order((1, 2**63), (2, 2**64)))
+    outcome = await reserve(store, order_created((1, 2**63), (2, 2**64)))
     assert isinstance(outcome, StockRejected)
     assert [(e.product_id, e.reason) for e in outcome.excluded] == [
         (1, ExclusionReason.OUT_OF_STOCK),
@@ -213,7 +196,7 @@ async def test_a_quantity_too_large_for_any_stock_is_out_of_stock_without_a_take
 
 async def test_a_second_order_created_for_the_same_order_reserves_nothing() -> None:
     store = store_with(p1=5)
-    created = order((1, 2))
+    created = order_created((1, 2))
     assert isinstance(await reserve(store, created), StockReserved)
     assert await reserve(store, created) is None
     assert stock_of(store) == {1: 3}
@@ -221,31 +204,31 @@ async def test_a_second_order_created_for_the_same_order_reserves_nothing() -> N
 
 async def test_release_gives_back_exactly_what_was_taken_once() -> None:
     store = store_with(p1=5, p2=1, p3=4)
-    created = order((3, 2), (2, 3), (1, 1))
+    created = order_created((3, 2), (2, 3), (1, 1))
     await reserve(store, created)
     assert stock_of(store) == {1: 4, 2: 1, 3: 2}
-    released = await release(store, failed(created))
+    released = await release(store, order_failed(created))
     assert released == [Released(1, 1), Released(3, 2)]
     assert store.give_backs == [1, 3]
     assert stock_of(store) == {1: 5, 2: 1, 3: 4}
-    assert await release(store, failed(created)) == []
+    assert await release(store, order_failed(created)) == []
     assert stock_of(store) == {1: 5, 2: 1, 3: 4}
     assert store.orders[created.order_id] is ReservationStatus.RELEASED
 
 
 async def test_release_of_a_rejected_order_gives_nothing_back() -> None:
     store = store_with(p1=0)
-    created = order((1, 1))
+    created = order_created((1, 1))
     await reserve(store, created)
-    assert await release(store, failed(created)) == []
+    assert await release(store, order_failed(created)) == []
     assert stock_of(store) == {1: 0}
     assert store.orders[created.order_id] is ReservationStatus.REJECTED
 
 
 async def test_an_order_that_failed_before_its_reservation_is_never_reserved() -> None:
     store = store_with(p1=5)
-    created = order((1, 2))
-    assert await release(store, failed(created)) == []
+    created = order_created((1, 2))
+    assert await release(store, order_failed(created)) == []
     assert store.orders[created.order_id] is ReservationStatus.RELEASED
     assert await reserve(store, created) is None
     assert stock_of(store) == {1: 5}

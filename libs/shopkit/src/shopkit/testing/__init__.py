@@ -13,6 +13,7 @@ here. The pytest fixtures built on them are in `shopkit.testing.plugin` (loaded 
 from shopkit.testing.consumers import running_consumer
 from shopkit.testing.events import collect, publish, publish_envelope, topic_reader
 from shopkit.testing.peers import Answer, HttpPeer, PeerRequest
+from shopkit.testing.problems import PROBLEM, assert_problem
 from shopkit.testing.servers import free_port, running_server
 from shopkit.testing.throwaway import (
     ADMIN_DSN,
@@ -29,12 +30,14 @@ from shopkit.testing.waiting import eventually
 __all__ = [
     "ADMIN_DSN",
     "KAFKA",
+    "PROBLEM",
     "TOPIC_PREFIXES",
     "ActAsUser",
     "Answer",
     "HttpPeer",
     "PeerRequest",
     "asyncpg_dsn",
+    "assert_problem",
     "bearer",
     "collect",
     "delete_topics",
