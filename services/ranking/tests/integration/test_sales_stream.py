@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from ranking.config import Settings
@@ -110,6 +111,39 @@ async def test_a_killed_worker_comes_back_with_every_count_from_the_changelog(
     await publish_paid(paid(at, [(marker, 1)], order_id=ids[4]))
     await eventually(counted(sold, marker), timeout_s=120)
     assert await sold([tea, coffee]) == {(day, tea): 16, (day, coffee): 4}
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known gap, open: under CPU load (the whole suite on 2 cores) a worker restarted "
+    "within its first commit interval sometimes skips the orders published while it was down "
+    "(it failed once, in a whole-suite run; alone it passed every time); see the issue 19 note",
+)
+async def test_a_restarted_worker_counts_a_backlog_published_while_it_was_down(
+    settings: Settings,
+    worker: Any,
+    paid: Paid,
+    publish_paid: Publish,
+    sold: SoldProbe,
+    new_products: Callable[[int], list[int]],
+    same_partition_orders: Callable[[int], list[UUID]],
+) -> None:
+    """Several new orders behind the replayed ones: the agent must take them all while Faust
+    settles its partitions (an agent that waited on a database per message lost some)."""
+    tea, marker = new_products(2)
+    at = datetime(2024, 7, 2, 9, 0, tzinfo=KST)
+    ids = same_partition_orders(8)
+    await publish_paid(*[paid(at, [(tea, 1)], order_id=i) for i in ids[:2]])
+    await eventually(becomes(sold, {(date(2024, 7, 2), tea): 2}), timeout_s=90)
+
+    worker.kill()
+    await publish_paid(*[paid(at, [(tea, 10)], order_id=i) for i in ids[2:7]])
+    worker.start()
+    await worker.ready()
+
+    await publish_paid(paid(at, [(marker, 1)], order_id=ids[7]))
+    await eventually(counted(sold, marker), timeout_s=120)
+    assert await sold([tea]) == {(date(2024, 7, 2), tea): 52}
 
 
 async def test_an_invalid_sale_is_dead_lettered_with_its_own_headers(

@@ -80,16 +80,16 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
 
 
-async def _pool_exhausted(_: Request, exc: Exception) -> Response:
-    log.warning("db_pool_exhausted", error=str(exc))
-    response = problem(
-        503,
-        ErrorCode.SERVICE_UNAVAILABLE,
-        "Busy",
-        "The service is saturated; try again in a moment.",
-    )
+def _unavailable(title: str, detail: str) -> Response:
+    """503 with Retry-After: the request may be sent again in a moment."""
+    response = problem(503, ErrorCode.SERVICE_UNAVAILABLE, title, detail)
     response.headers["Retry-After"] = "1"
     return response
+
+
+async def _pool_exhausted(_: Request, exc: Exception) -> Response:
+    log.warning("db_pool_exhausted", error=str(exc))
+    return _unavailable("Busy", "The service is saturated; try again in a moment.")
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
@@ -97,14 +97,9 @@ async def _unexpected_error(_: Request, exc: Exception) -> Response:
         # The database or another dependency failed for a moment (a restart, a statement
         # timeout, a deadlock): the request can be retried, it is not a bug of ours.
         log.warning("request_failed_transiently", error=repr(exc))
-        response = problem(
-            503,
-            ErrorCode.SERVICE_UNAVAILABLE,
-            "Unavailable",
-            "A dependency of the service failed for a moment; try again.",
+        return _unavailable(
+            "Unavailable", "A dependency of the service failed for a moment; try again."
         )
-        response.headers["Retry-After"] = "1"
-        return response
     log.error("unhandled_error", exc_info=exc)
     return problem(
         500, ErrorCode.INTERNAL_ERROR, "Internal error", "Something went wrong on our side."

@@ -189,7 +189,7 @@ class EventConsumer:
     async def _decode(self, message: Record) -> Delivery | None:
         """The delivery, or None for another consumer's event type (shared topics) and for a
         message that cannot be read (dead-lettered at once: no retry can fix it)."""
-        if not reading.wanted(message.headers, self.handlers):
+        if not reading.wanted(message.headers, self.handlers, self.group_id):
             return None  # told by its header: no need to read it
 
         async def unreadable(error: str) -> None:

@@ -14,6 +14,11 @@ log = get_logger(__name__)
 
 MAX_ERROR_CHARS = 2_000
 PREFIX = "dlq."
+REPLAYED_FROM = f"{PREFIX}replayed-from"
+"""On a replayed message: the ID of the dead letter it came back from (shopkit.ops.deadletters)."""
+REPLAYED_FOR = f"{PREFIX}replayed-for"
+"""On a replayed message: the consumer that gave up on it. The topic's other consumers skip it:
+each of them handled that message itself, or dead-lettered it in a letter of its own."""
 
 
 def dead_letter_headers(

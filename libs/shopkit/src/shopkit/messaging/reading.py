@@ -3,7 +3,7 @@ the ranking's Faust agent): skip another consumer's event by its header, decode 
 its event, dead-letter what cannot be read (at once: shopkit.messaging.retry.UNREADABLE), and
 the span that continues the trace of the transaction that staged the event."""
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from shop_contracts import Envelope, Event, UnknownEventType
-from shopkit.messaging.kafka import event_type_of
+from shopkit.messaging.deadletter import REPLAYED_FOR
+from shopkit.messaging.kafka import EVENT_TYPE_HEADER
 from shopkit.ops import tracing
 from shopkit.ops.logging import bound
 
@@ -25,11 +26,19 @@ class Read:
     event: Event
 
 
-def wanted(headers: Any, event_types: Collection[str]) -> bool:
+def wanted(headers: Any, event_types: Collection[str], consumer: str) -> bool:
     """False when the `event_type` header (set by every outbox relay) names an event not in
     `event_types`: most events on a shared topic are another consumer's, and reading their JSON
-    would cost more than everything else done with them."""
-    event_type = event_type_of(headers)
+    would cost more than everything else done with them. False too for a dead letter replayed for
+    another consumer (`dlq.replayed-for`): this one handled that message when it first came, or
+    dead-lettered it in a letter of its own, so a replay days later changes nothing here however
+    long ago the event id was forgotten."""
+    event_type = None
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
+        if name == EVENT_TYPE_HEADER:
+            event_type = value.decode(errors="replace")
+        elif name == REPLAYED_FOR and value.decode(errors="replace") != consumer:
+            return False
     return event_type is None or event_type in event_types
 
 

@@ -6,7 +6,8 @@
 
 An ID is `<partition>:<offset>` in the dead-letter topic, as `list` prints it. A replay sends the
 message as it first came (key, value, its own headers) to the topic it was dead-lettered from,
-with a `dlq.replayed-from` header, and then records that it did: a marker record on the
+with `dlq.replayed-from` (the letter) and `dlq.replayed-for` (the consumer that gave up on it:
+the topic's other consumers skip it, shopkit.messaging.reading.wanted) headers, and then records that it did: a marker record on the
 dead-letter topic itself (`dlq.replay-of: ID`, no value), so it is remembered as long as the
 letter is, by every operator and every later run. A letter replayed before is skipped (and
 said so) unless `--again` is given: `replay --all` run twice sends each letter once. (Killed
@@ -31,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shop_contracts import topics
-from shopkit.messaging.deadletter import PREFIX, original_headers
+from shopkit.messaging.deadletter import PREFIX, REPLAYED_FOR, REPLAYED_FROM, original_headers
 from shopkit.messaging.kafka import make_producer
 from shopkit.settings import ServiceSettings
 
@@ -158,7 +159,8 @@ async def replay(settings: ServiceSettings, letters: Sequence[DeadLetter]) -> in
                 key=letter.key,
                 headers=[
                     *original_headers(letter.headers),
-                    (f"{PREFIX}replayed-from", letter.id.encode()),
+                    (REPLAYED_FROM, letter.id.encode()),
+                    (REPLAYED_FOR, letter.consumer.encode()),
                 ],
             )
             await producer.send_and_wait(

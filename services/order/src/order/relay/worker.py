@@ -129,7 +129,11 @@ class DataPlatformRelay:
         before that write, the batch is delivered again and the platform dedupes the POSTs.)"""
         self._observe_backlog()
         delivered = await self.deliveries.delivered_among(
-            [event_id for r in records if (event_id := _event_id_of(r)) is not None]
+            [
+                event_id
+                for r in records
+                if (event_id := _event_id_of(r, self.settings.consumer_group)) is not None
+            ]
         )
         finished: list[Finished] = []
         for record in records:
@@ -144,8 +148,8 @@ class DataPlatformRelay:
         """One event: deliver an OrderPaid once (not if in `delivered`), waiting out any outage;
         park it in the dead-letter topic only if the platform refuses it; how it ended, for the
         caller to record (None: nothing to record)."""
-        if not reading.wanted(record.headers, PAID):
-            return None  # the saga's other events share the topic (told by the header, unread)
+        if not reading.wanted(record.headers, PAID, self.settings.consumer_group):
+            return None  # another consumer's event or replay (told by the headers, unread)
 
         async def unreadable(error: str) -> None:
             await self._dead_letter(record, error, attempts=0)
@@ -218,9 +222,9 @@ class DataPlatformRelay:
         DEAD_LETTERED.inc()
 
 
-def _event_id_of(record: Record) -> UUID | None:
+def _event_id_of(record: Record, consumer: str) -> UUID | None:
     """The event id of an OrderPaid (or of a message without header), read cheaply."""
-    if not reading.wanted(record.headers, PAID):
+    if not reading.wanted(record.headers, PAID, consumer):
         return None
     try:
         return UUID(orjson.loads(record.value)["event_id"])

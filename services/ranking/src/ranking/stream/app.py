@@ -5,7 +5,12 @@
   by the event's own time (`paid_at`, as local wall-clock time: see domain.calendar), never by
   when it is processed. Name and price ride along from the event.
 - Counting is exactly-once on top of at-least-once delivery (see stream.tally): replays after
-  a crash and copies of an event change nothing.
+  a crash and copies of an event change nothing. A copy published again by an outbox comes
+  minutes later and is known by its event id (remembered `dedupe_hours`); a dead letter replayed
+  days later is for the consumer that gave up on it, and the worker skips a replay meant for
+  another consumer unread (it counted that sale itself: shopkit.messaging.reading.wanted).
+  Faust's loop; reading, dead letters and tracing are shopkit's, as the consumer engine's
+  (shopkit.messaging.reading, .deadletter).
 - A timer mirrors changed counts into the ranking DB (`daily_sales`), where the snapshot
   reads them: with N workers each one holds only its partitions of the table, the DB sees all.
   After a restart the table is rebuilt from its changelog and every restored count is written
@@ -16,8 +21,6 @@
 - A crontab just after midnight (business timezone, on the leader) writes the daily snapshot.
 """
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -29,7 +32,6 @@ from faust.tables.wrappers import WindowWrapper
 from faust.transport.consumer import Consumer
 from faust.windows import TumblingWindow
 from mode.utils.times import want_seconds
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ranking.adapters.repository import DailySalesRow, RankingRepository
@@ -41,15 +43,15 @@ from ranking.stream.tally import Tally
 from shop_contracts import Envelope, OrderPaid, topics
 from shopkit.database.engine import create_engine, session_factory
 from shopkit.database.uow import UnitOfWork
-from shopkit.messaging.deadletter import dead_letter_headers, original_headers
-from shopkit.messaging.kafka import event_type_of
-from shopkit.ops import tracing
+from shopkit.messaging import reading
+from shopkit.messaging.deadletter import letter, logged
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
 
 WindowKey = tuple[str, tuple[float, float]]  # (tally key, (window start, window end))
 ROWS_PER_STATEMENT = 1_000
+PAID = frozenset({OrderPaid.__name__})
 
 
 class SalesStream:
@@ -57,6 +59,8 @@ class SalesStream:
         self.settings = settings
         self.calendar = BusinessCalendar(settings.timezone)
         Path(settings.stream_data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes one level
+        self.consumer = settings.stream_app_id
+        """Its name in the dead letters' `dlq.consumer` and in its spans."""
         self.app = faust.App(
             settings.topic(settings.stream_app_id),
             broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
@@ -138,39 +142,31 @@ class SalesStream:
     async def _consume(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            if event_type_of(message.headers) not in (None, OrderPaid.__name__):
-                continue  # the saga's other events share the topic (told by the header, unread)
-            with self._span(message):
-                await self.handle(
-                    message.value, message.key, message.partition, message.offset, message.headers
-                )
+            if not reading.wanted(message.headers, PAID, self.consumer):
+                continue  # another consumer's event or replay (told by the headers, unread)
+            await self.handle(message)
 
-    @staticmethod
-    def _span(message: Any) -> AbstractContextManager[Any]:
-        """Counting a sale continues the order's trace (its headers carry it)."""
-        return tracing.consumer_span("OrderPaid count", message.headers, message.topic)
+    async def handle(self, message: Any) -> None:
+        """Counts one message (a Faust message: value, key, headers, topic, partition, offset)
+        of ORDER_EVENTS, once however often it comes (see the module)."""
 
-    async def handle(
-        self,
-        value: bytes,
-        key: bytes | None,
-        partition: int,
-        offset: int,
-        headers: Any = None,
+        async def unreadable(error: str) -> None:
+            await self._dead_letter(message, error)
+
+        read = await reading.read(message.value, PAID, unreadable)
+        if read is None:
+            return
+        envelope, paid = read.envelope, read.event
+        if not isinstance(paid, OrderPaid):
+            return  # not reached: read() returns OrderPaid events only
+        with reading.span("count", envelope, message.headers, message.topic, self.consumer):
+            await self._count(envelope, paid, message.partition, message.offset)
+
+    async def _count(
+        self, envelope: Envelope, paid: OrderPaid, partition: int, offset: int
     ) -> None:
-        letter = _Letter(value, key, partition, offset, original_headers(headers))
-        try:
-            envelope = Envelope.model_validate_json(value)
-        except ValidationError as exc:
-            await self._dead_letter(letter, f"unparseable envelope: {exc}")
-            return
-        if envelope.event_type != OrderPaid.__name__:
-            return
-        try:
-            paid = OrderPaid.model_validate(envelope.payload)
-        except ValidationError as exc:
-            await self._dead_letter(letter, f"invalid OrderPaid: {exc}")
-            return
+        """Synchronous on purpose: an agent that waits (on a database, say) while Faust settles
+        its partitions after a restart lost records it had fetched meanwhile."""
         if self.calendar.day_of(paid.paid_at) < self._oldest_kept():
             log.warning("sale_older_than_retention_ignored", order_id=str(paid.order_id))
             return
@@ -192,23 +188,14 @@ class SalesStream:
         if first_seen_at is None:
             events[event_id] = offset
 
-    async def _dead_letter(self, letter: "_Letter", error: str) -> None:
-        """The message as it came, its own headers (trace context) kept for a replay."""
-        await self.dead_letters.send(
-            key=letter.key,
-            value=letter.value,
-            headers=letter.headers
-            + dead_letter_headers(
-                consumer=self.app.conf.id,
-                error=error,
-                topic=self.source.get_topic_name(),
-                partition=letter.partition,
-                offset=letter.offset,
-            ),
+    async def _dead_letter(self, message: Any, error: str, attempts: int | None = None) -> None:
+        """The message as it came, its own headers (trace context) kept for a replay; sent
+        through Faust's producer, written as every consumer writes them."""
+        key, value, headers = letter(
+            message, consumer=self.consumer, error=error, attempts=attempts
         )
-        log.error(
-            "dead_lettered", partition=letter.partition, offset=letter.offset, error=error[:500]
-        )
+        await self.dead_letters.send(key=key, value=value, headers=headers)
+        logged(message, consumer=self.consumer, error=error, attempts=attempts)
 
     # -- the mirror in the ranking DB -----------------------------------------------------
 
@@ -327,15 +314,6 @@ class SalesStream:
         await self._mirror()
         if self._engine is not None:
             await self._engine.dispose()
-
-
-@dataclass(frozen=True)
-class _Letter:
-    value: bytes
-    key: bytes | None
-    partition: int
-    offset: int
-    headers: list[tuple[str, bytes]]
 
 
 def _value(windowed: Any, key: str) -> Any:
