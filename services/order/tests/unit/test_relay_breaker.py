@@ -153,3 +153,39 @@ async def test_a_failure_that_started_before_the_close_does_not_reopen_it() -> N
         pass
     assert breaker.failed(fresh, "HTTP 503") == INITIAL_S
     assert breaker.is_open
+
+
+async def test_while_open_one_probe_at_a_time_and_the_waiters_go_together_once_it_closes() -> None:
+    clock = FakeClock()
+    breaker = make_breaker(clock)
+    async with breaker.attempt() as attempt:
+        pass
+    breaker.failed(attempt, "HTTP 503")
+
+    in_flight: list[Attempt] = []
+    probe_answered, others_answered = asyncio.Event(), asyncio.Event()
+
+    async def post(answer: asyncio.Event) -> None:
+        async with breaker.attempt() as stamp:
+            in_flight.append(stamp)
+            await answer.wait()
+            breaker.answered(stamp)  # as the relay does: inside the attempt
+
+    async def settle() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    probe = asyncio.create_task(post(probe_answered))
+    await settle()
+    others = [asyncio.create_task(post(others_answered)) for _ in range(3)]
+    await settle()
+    assert len(in_flight) == 1  # the probe; the others wait their turn
+    assert clock.slept == [INITIAL_S]
+
+    probe_answered.set()
+    await probe
+    await settle()
+    assert not breaker.is_open
+    assert len(in_flight) == 4  # closed: the 3 waiting are in flight together, not by turns
+    others_answered.set()
+    await asyncio.gather(*others)

@@ -77,14 +77,15 @@ class CircuitBreaker:
     async def attempt(self) -> AsyncIterator[Attempt]:
         """Around one POST: at once while closed; while open, after the backoff, one at a time.
         Yields the POST's stamp, to hand back to `failed()` or `answered()`."""
-        if not self.is_open:
-            yield Attempt(self._window)
-            return
-        async with self._probe:  # only the probe holding it moves `_until` on
-            delay = self._until - self._clock()
-            if delay > 0:
-                await self._sleep(delay)
-            yield Attempt(self._window)
+        if self.is_open:
+            async with self._probe:  # only the probe holding it starts a window's POST
+                while self.is_open and (delay := self._until - self._clock()) > 0:
+                    await self._sleep(delay)
+                if self.is_open:
+                    yield Attempt(self._window)
+                    return
+        # Closed, or closed while this one waited its turn: no need to take turns any more.
+        yield Attempt(self._window)
 
     def failed(self, attempt: Attempt, error: str) -> float:
         """The platform did not answer `attempt` as it should: open (or stay open) a while
