@@ -116,6 +116,13 @@ async def test_a_probe_failing_again_doubles_the_backoff_up_to_the_max() -> None
     assert breaker.is_open
 
 
+async def test_a_long_outage_stays_at_the_max_backoff() -> None:
+    clock = FakeClock()
+    breaker = make_breaker(clock)
+    waits = [await probe_fails(breaker) for _ in range(2000)]  # 2.0 ** 1999: no float
+    assert waits[-1000:] == [MAX_S] * 1000
+
+
 async def test_a_probe_answered_closes_it_and_posts_go_at_once_again() -> None:
     clock = FakeClock()
     breaker = make_breaker(clock)

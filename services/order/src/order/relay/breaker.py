@@ -22,7 +22,7 @@ It counts outages, not requests. The rule:
   is back, and is ignored (it is still that order's answer; only the breaker disregards it).
 
 So 8 partitions failing at once are one step (`initial_s`), one partition's late success does
-not reopen the gates for all.
+not reopen the gates for all, and a long outage settles at `max_s` between probes.
 """
 
 import asyncio
@@ -36,6 +36,9 @@ from order.relay.metrics import CIRCUIT_OPEN
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
+
+MAX_DOUBLINGS = 60
+"""Past this many doublings any backoff is at `max_s` (and 2.0 ** n would overflow past ~1023)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ class CircuitBreaker:
             return max(self._until - now, 0.0)
         self._window += 1
         self._steps += 1
-        delay: float = min(self.initial_s * 2.0 ** (self._steps - 1), self.max_s)
+        delay = min(self.initial_s * 2.0 ** min(self._steps - 1, MAX_DOUBLINGS), self.max_s)
         delay += random.uniform(0, self.jitter_s)
         self._until = now + delay
         if self._steps == 1:
