@@ -192,19 +192,19 @@ class DataPlatformRelay:
     async def _post(self, envelope: Envelope, body: bytes) -> None:
         """One attempt, through the breaker: while it is open, attempts wait their turn (every
         partition's). A failure is raised for shopkit.messaging.retry to classify."""
-        async with self.breaker.attempt():
+        async with self.breaker.attempt() as attempt:
             try:
                 await self.platform.post_order(envelope.event_id, body)
             except DeliveryFailed as exc:
                 failure = exc
             else:
-                self.breaker.answered()
+                self.breaker.answered(attempt)
                 return
         RETRIED.inc()
         if failure.permanent:
-            self.breaker.answered()  # it answered: the platform is up, this order is refused
+            self.breaker.answered(attempt)  # it answered: the platform is up, this order is refused
         else:
-            delay = self.breaker.failed(str(failure))
+            delay = self.breaker.failed(attempt, str(failure))
             log.warning(
                 "delivery_failed_will_retry", error=str(failure), retry_in_s=round(delay, 3)
             )
