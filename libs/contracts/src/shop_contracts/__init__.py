@@ -5,6 +5,8 @@ from shop_contracts.envelope import Envelope, UnknownEventType
 from shop_contracts.errors import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shop_contracts.events import (
     EVENT_TYPES,
+    INT64_MAX,
+    MAX_QUANTITY,
     CouponRejected,
     Event,
     ExcludedLine,
@@ -25,6 +27,8 @@ from shop_contracts.events import (
 
 __all__ = [
     "EVENT_TYPES",
+    "INT64_MAX",
+    "MAX_QUANTITY",
     "PROBLEM_MEDIA_TYPE",
     "CouponRejected",
     "Envelope",
