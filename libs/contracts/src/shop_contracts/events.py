@@ -19,6 +19,8 @@ from shop_contracts import topics
 
 __all__ = [
     "EVENT_TYPES",
+    "INT64_MAX",
+    "MAX_QUANTITY",
     "CouponRejected",
     "Event",
     "ExcludedLine",
@@ -37,9 +39,17 @@ __all__ = [
     "StockReserved",
 ]
 
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Won = Annotated[int, Field(ge=0)]
-Quantity = Annotated[int, Field(ge=1)]
+INT64_MAX: Final = 2**63 - 1
+"""The largest id or amount: every id and amount column is a PostgreSQL bigint (int64). A larger
+one in an event would fail in the database (asyncpg: "value out of int64 range"): refused when
+the event is read instead, as the HTTP API refuses it."""
+MAX_QUANTITY: Final = 1_000
+"""Units of one product on one order line: the order API's bound (an order names each product
+once, so a reservation's and a payment's lines are within it too)."""
+
+Id = Annotated[int, Field(ge=1, le=INT64_MAX)]
+Won = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 
 
 class ExclusionReason(StrEnum):

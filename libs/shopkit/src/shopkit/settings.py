@@ -126,6 +126,14 @@ class ServiceSettings(BaseSettings):
         description="After this long retrying one event in place, the consumer restarts from "
         "its committed offsets (rejoining its group) and goes on retrying: never dead-letters.",
     )
+    consumer_timeout_patience_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An event whose handler timed out on every attempt (statement or lock "
+        "timeout) for this long while the database answered is dead-lettered with its reason, "
+        "so it holds its partition no longer. A database that fails is waited out "
+        "(shopkit.messaging.retry).",
+    )
     consumer_batch_size: int = Field(
         default=500,
         ge=1,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
 
 from product.adapters.repository import Released, Taken
 from product.domain.catalogue import refuse_control_characters
@@ -16,6 +17,7 @@ from product.domain.reservation import (
 )
 from product.service.reservations import release, reserve
 from shop_contracts import (
+    MAX_QUANTITY,
     ExcludedLine,
     ExclusionReason,
     OrderLine,
@@ -183,15 +185,12 @@ async def test_an_order_without_lines_is_rejected() -> None:
     assert store.orders[created.order_id] is ReservationStatus.REJECTED
 
 
-async def test_a_quantity_too_large_for_any_stock_is_out_of_stock_without_a_take() -> None:
-    store = store_with(p1=5)
-    outcome = await reserve(store, order_created((1, 2**63), (2, 2**64)))
-    assert isinstance(outcome, StockRejected)
-    assert [(e.product_id, e.reason) for e in outcome.excluded] == [
-        (1, ExclusionReason.OUT_OF_STOCK),
-        (2, ExclusionReason.PRODUCT_NOT_FOUND),
-    ]
-    assert store.takes == []
+def test_a_quantity_beyond_the_contracts_bound_never_reaches_a_reservation() -> None:
+    """It would not fit the stock column: the event is refused when read (shop_contracts)."""
+    with pytest.raises(ValidationError, match="quantity"):
+        order_created((1, MAX_QUANTITY + 1))
+    with pytest.raises(ValidationError, match="quantity"):
+        order_created((1, 2**63))
 
 
 async def test_a_second_order_created_for_the_same_order_reserves_nothing() -> None:

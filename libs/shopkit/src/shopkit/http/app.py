@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shop_contracts import PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
+from shop_contracts import INT64_MAX, PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
@@ -31,7 +31,7 @@ from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-MAX_ID = 2**63 - 1
+MAX_ID = INT64_MAX  # ids are bigints; so are the amounts events carry (shop_contracts)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 

@@ -12,10 +12,13 @@ When a batch fails, the handler that raised is known: the events before it are r
 batch, the failing event is retried alone, in a transaction of its own, and the rest go on as a
 batch — a poison event is isolated and never holds good ones back. When the commit failed or the
 failure is the infrastructure's, every event goes alone. How an event alone is retried, and when
-it is dead-lettered or the consumer restarts instead, is decided in shopkit.messaging.retry.
+it is dead-lettered or the consumer restarts instead, is decided in shopkit.messaging.retry; an
+event that times out on every attempt is told from an outage there by this consumer's probe, a
+claim in processed_events rolled back (`_database_answers`).
 """
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +35,13 @@ from shopkit.messaging.engine import ConsumerEngine, Record
 from shopkit.messaging.kafka import Producer
 from shopkit.ops.faults import is_transient
 from shopkit.ops.logging import bound, get_logger
-from shopkit.ops.metrics import CONSUMER_BATCH, CONSUMER_WAITING, DEAD_LETTERED, EVENTS_CONSUMED
+from shopkit.ops.metrics import (
+    CONSUMER_BATCH,
+    CONSUMER_WAITING,
+    DEAD_LETTERED,
+    DEAD_LETTERED_TIMED_OUT,
+    EVENTS_CONSUMED,
+)
 from shopkit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -86,6 +95,7 @@ class EventConsumer:
         self.topics = topics
         self.handlers = {cls.__name__: handler for cls, handler in handlers.items()}
         self.rule = retry.RetryRule.of(settings)
+        self.timeouts = retry.Timeouts(self._database_answers)
         self.engine = ConsumerEngine(
             settings,
             group_id=group_id,
@@ -182,9 +192,30 @@ class EventConsumer:
 
         with bound(**delivery.log_fields(self.group_id)):
             try:
-                await retry.settle(attempt, self.rule, first_error=first_error, on_waiting=waiting)
+                await retry.settle(
+                    attempt,
+                    self.rule,
+                    first_error=first_error,
+                    on_waiting=waiting,
+                    timeouts=self.timeouts,
+                    key=delivery.envelope.event_id,
+                )
             except retry.GaveUp as gave_up:
+                if isinstance(gave_up, retry.TimedOut):
+                    DEAD_LETTERED_TIMED_OUT.labels(self.group_id).inc()
                 await self._dead_letter(delivery.message, gave_up.reason, gave_up.attempts)
+
+    async def _database_answers(self) -> bool:
+        """The step every event takes, without an event: a claim (of an id no event has) in a
+        transaction that is rolled back. True when it works: an event whose handler keeps
+        timing out meanwhile times out by its own fault, not the database's."""
+        try:
+            async with UnitOfWork(self.sessions, self.settings.service_name) as uow:
+                await claims.claim(uow.session, self.group_id, [uuid.uuid4()])
+        except Exception as exc:
+            log.warning("database_probe_failed", consumer=self.group_id, error=repr(exc))
+            return False
+        return True
 
     async def _decode(self, message: Record) -> Delivery | None:
         """The delivery, or None for another consumer's event type (shared topics) and for a

@@ -6,12 +6,26 @@ Redis or an HTTP peer did not answer. Such work is retried, for as long as the f
 never dead-lettered. Anything else (an invalid payload, a constraint the event breaks, a bug) is
 permanent: retrying cannot fix it.
 
-PostgreSQL failures are classified by SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html),
-which asyncpg reports on every server error and SQLAlchemy keeps on the error it wraps.
+PostgreSQL failures are classified by the driver's own error, whatever SQLAlchemy wraps it in
+(its `orig`, and what it was raised from): first, bad data is permanent, always: a data
+exception or an integrity violation (SQLSTATE classes 22 and 23, asyncpg's DataError and
+IntegrityConstraintViolationError and their subclasses) and asyncpg's refusal to encode an
+argument (a value outside int64 for a bigint: its DataError, raised before anything is sent,
+which SQLAlchemy may wrap in an InterfaceError or a lost connection). Then the SQLSTATE
+(https://www.postgresql.org/docs/current/errcodes-appendix.html), which asyncpg reports on every
+server error and SQLAlchemy keeps on the error it wraps. Only an error without either is judged
+by its wrapper (a lost connection, SQLAlchemy's InterfaceError or OperationalError: transient).
+
+Among transient failures, `is_timeout` tells the work's own slowness (the database cancelled its
+statement at statement_timeout or lock_timeout, or it raised TimeoutError) from an outage: a
+consumer gives up on an event that times out on every attempt while the database otherwise
+answers (shopkit.messaging.retry).
 """
 
 from collections.abc import Iterator
 
+import asyncpg
+from asyncpg.exceptions import _base as asyncpg_base
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -21,6 +35,24 @@ TRANSIENT_SQLSTATE_CLASSES = frozenset(
         "53",  # insufficient resources: too many connections, out of memory, disk full
         "57",  # operator intervention: statement timeout (57014), shutdown, cannot connect now
         "58",  # system error (I/O) outside PostgreSQL
+    }
+)
+PERMANENT_SQLSTATE_CLASSES = frozenset(
+    {
+        "22",  # data exception: numeric value out of range (22003), invalid text (22P02), …
+        "23",  # integrity constraint violation: unique, foreign key, check, not null
+    }
+)
+BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,  # the server's class 22, and asyncpg's argument encoding
+    asyncpg.exceptions.IntegrityConstraintViolationError,  # the server's class 23
+    asyncpg_base.DataError,  # "invalid query input": an InterfaceError (and a ValueError)
+)
+"""The driver's errors that say the data itself is wrong."""
+TIMEOUT_SQLSTATES = frozenset(
+    {
+        "57014",  # query_canceled: statement_timeout (or a cancel request)
+        "55P03",  # lock_not_available: lock_timeout, NOWAIT
     }
 )
 TRANSIENT_SQLSTATES = frozenset(
@@ -80,6 +112,19 @@ def is_transient_sqlstate(code: str) -> bool:
     return code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES
 
 
+def is_bad_data(exc: BaseException) -> bool:
+    """True when the driver's error under `exc`, however wrapped, says the data is wrong: a
+    data exception or integrity violation (by class or by SQLSTATE) or an argument asyncpg
+    could not encode."""
+    for error in _chain(exc):
+        if isinstance(error, BAD_DATA_ERRORS):
+            return True
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str) and code[:2] in PERMANENT_SQLSTATE_CLASSES:
+            return True
+    return False
+
+
 def _is_transient_foreign(error: BaseException) -> bool:
     if getattr(error, "retriable", False) is True:  # aiokafka's retriable errors say so
         return True
@@ -92,6 +137,8 @@ def _is_transient_foreign(error: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` is the infrastructure's failure (retry while it lasts), False when it is
     the work's own (retrying cannot help)."""
+    if is_bad_data(exc):
+        return False
     code = sqlstate_of(exc)
     if code is not None:
         return is_transient_sqlstate(code)
@@ -105,3 +152,19 @@ def is_transient(exc: BaseException) -> bool:
         if _is_transient_foreign(error):
             return True
     return False
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when `exc` is the work's own slowness: the database cancelled its statement at
+    statement_timeout or lock_timeout, or it raised TimeoutError. Not a pool with no connection
+    free, nor a lost or refused connection: those are outages. (Transient, too: whether the
+    work or the database is to blame is for the caller to find out, see shopkit.messaging.retry.)"""
+    if not is_transient(exc):
+        return False
+    code = sqlstate_of(exc)
+    if code is not None:
+        return code in TIMEOUT_SQLSTATES
+    errors = list(_chain(exc))
+    if any(isinstance(error, PoolTimeout) for error in errors):
+        return False
+    return any(isinstance(error, TimeoutError) for error in errors)

@@ -18,6 +18,12 @@ CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the high watermark", ["consumer", "topic", "partition"]
 )
 DEAD_LETTERED = Counter("dead_lettered_total", "Events sent to the dead-letter topic", ["consumer"])
+DEAD_LETTERED_TIMED_OUT = Counter(
+    "dead_lettered_timed_out_total",
+    "Events dead-lettered because their handler timed out on every attempt for "
+    "consumer_timeout_patience_s while the database answered (also in dead_lettered_total)",
+    ["consumer"],
+)
 EVENT_LOOP_LAG = Gauge(
     "event_loop_lag_seconds",
     "How late the event loop last ran a 1 s timer (a blocking call shows here)",

@@ -4,9 +4,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from order.domain.order import MAX_LINES, MAX_QUANTITY, Order
+from order.domain.order import MAX_LINES, Order
 from order.service.ordering import PlaceOrder
-from shop_contracts import ExclusionReason, FailureReason
+from shop_contracts import MAX_QUANTITY, ExclusionReason, FailureReason
 from shopkit.http.app import StrictId
 
 

@@ -20,6 +20,7 @@ from typing import Final
 from uuid import UUID
 
 from shop_contracts import (
+    MAX_QUANTITY,
     ErrorCode,
     Event,
     ExcludedLine,
@@ -35,7 +36,6 @@ from shop_contracts import (
 from shopkit.errors import NotFound, Unprocessable
 
 MAX_LINES: Final = 50
-MAX_QUANTITY: Final = 1_000
 
 
 class OrderStatus(StrEnum):

@@ -16,7 +16,6 @@ Each order has one reservation status, which moves only forward:
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
 from uuid import UUID
 
 from shop_contracts import (
@@ -28,9 +27,6 @@ from shop_contracts import (
     StockRejected,
     StockReserved,
 )
-
-MAX_QUANTITY: Final = 2**63 - 1
-"""A larger quantity does not fit the stock column, so it can never be in stock."""
 
 
 class ReservationStatus(StrEnum):

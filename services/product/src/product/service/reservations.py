@@ -12,12 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from product.adapters.repository import ProductRepository, Released, Taken
-from product.domain.reservation import (
-    MAX_QUANTITY,
-    Reservation,
-    ReservationStatus,
-    lines_in_lock_order,
-)
+from product.domain.reservation import Reservation, ReservationStatus, lines_in_lock_order
 from shop_contracts import (
     Envelope,
     ExclusionReason,
@@ -55,9 +50,9 @@ async def reserve(store: StockStore, order: OrderCreated) -> StockReserved | Sto
         return None
     reservation = Reservation.of(order)
     for line in lines_in_lock_order(order.lines):
-        taken = None
-        if line.quantity <= MAX_QUANTITY:  # a larger one cannot even be asked of the database
-            taken = await store.take_stock(line.product_id, line.quantity)
+        # A quantity is at most shop_contracts.MAX_QUANTITY (a larger one is refused when the
+        # event is read): it can always be asked of the database.
+        taken = await store.take_stock(line.product_id, line.quantity)
         if taken is not None:
             reservation.take(line, name=taken.name, unit_price=taken.unit_price)
         elif await store.exists(line.product_id):
