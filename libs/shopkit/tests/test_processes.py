@@ -6,6 +6,7 @@ at start, so load opens no connection."""
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +38,13 @@ def _env(settings: ServiceSettings, port: int, marks: Path) -> dict[str, str]:
 
 
 def _start_supervisor(
-    settings: ServiceSettings, tmp_path: Path
+    settings: ServiceSettings, tmp_path: Path, port: int | None = None, name: str = "out"
 ) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
-    """The test app served by two processes on a free port: (the port, the file of the pids that
-    run the workers, the output of them all, the supervisor)."""
-    port = free_port()
-    marks = tmp_path / "marks"
-    output = tmp_path / "out.log"
+    """The test app served by two processes on `port` (a free one by default): (the port, the
+    file of the pids that run the workers, the output of them all, the supervisor)."""
+    port = port or free_port()
+    marks = tmp_path / f"{name}.marks"
+    output = tmp_path / f"{name}.log"
     with output.open("wb") as out:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "apps.roles_app"],
@@ -125,6 +126,71 @@ async def test_the_processes_stop_when_their_supervisor_is_killed(
     with pytest.raises(httpx.ConnectError):  # and nobody serves the port any more
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def _ready(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as http:
+            return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def test_a_supervisor_whose_port_is_still_held_waits_for_it_then_serves(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    """As after a crash: the old supervisor's processes hold the port while they stop."""
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    _, _, output, supervisor = _start_supervisor(settings, tmp_path, port)
+    try:
+
+        async def waiting() -> bool:
+            return "http_port_busy_waiting" in output.read_text()
+
+        await eventually(waiting, timeout_s=30)
+        assert supervisor.poll() is None  # it waits, it did not exit
+        holder.close()
+
+        async def serving() -> bool:
+            return await _ready(port)
+
+        await eventually(serving, timeout_s=60)
+        assert "http_port_free" in output.read_text()
+    finally:
+        holder.close()
+        supervisor.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(supervisor.wait, 30)
+    assert code == 0
+
+
+async def test_a_supervisor_started_right_after_one_was_killed_takes_the_port(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    """kill -9 of a two-process service, and at once a new one on its port (`make run` again)."""
+    port, _, first_output, first = _start_supervisor(settings, tmp_path, name="first")
+
+    async def first_ready() -> bool:
+        return first_output.read_text().count("runtime_started") == 2 and await _ready(port)
+
+    await eventually(first_ready, timeout_s=60)
+    first.kill()
+    await asyncio.to_thread(first.wait, 30)
+    _, _, output, second = _start_supervisor(settings, tmp_path, port, name="second")
+    try:
+
+        async def second_ready() -> bool:
+            return output.read_text().count("runtime_started") == 2 and await _ready(port)
+
+        await eventually(second_ready, timeout_s=90)
+        assert second.poll() is None
+        assert first_output.read_text().count("runtime_stopped") == 2  # the orphans are gone
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(second.wait, 30)
+    assert code == 0
 
 
 async def _backends(database_url: str, application_name: str) -> int:

@@ -4,6 +4,7 @@ such servers on one port."""
 
 import asyncio
 import contextlib
+import errno
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -86,7 +87,7 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
     Ours rather than uvicorn's supervisor, which pings each process twice a second and runs
     uvicorn's own server loop (ten wakeups a second) in each: here an idle supervisor sleeps
     until a process ends or a signal comes."""
-    sock = config.bind_socket()
+    sock = listening_socket(config.host, config.port)
     context = multiprocessing.get_context("spawn")
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -152,6 +153,42 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
         sock.close()
         os.close(wake_read)
         os.close(wake_write)
+
+
+PORT_WAIT_S = 30.0
+"""How long a supervisor waits for its port while another process holds it."""
+
+
+def listening_socket(host: str, port: int, wait_s: float = PORT_WAIT_S) -> socket.socket:
+    """The socket the HTTP processes share, bound to `host:port` (each process listens on it).
+
+    A supervisor killed with SIGKILL leaves its HTTP processes behind; they notice and stop
+    (`_stop_with`), but one that is draining its requests or stopping the service's workers holds
+    the port for a few seconds. A supervisor started meanwhile (`make run` right after a crash)
+    waits for the port instead of exiting, up to `wait_s`, and says so; a port held longer than
+    that (another program) fails as before. Ours rather than uvicorn's `Config.bind_socket`,
+    which exits the process on the first refusal."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            if not said:
+                log.warning("http_port_busy_waiting", host=host, port=port, wait_s=wait_s)
+                said = True
+            time.sleep(0.2)
+            continue
+        sock.set_inheritable(True)
+        if said:
+            log.info("http_port_free", host=host, port=port)
+        return sock
 
 
 _YOUNG_S = 10.0
