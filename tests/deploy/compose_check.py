@@ -4,7 +4,9 @@ problems as sentences, so a test can show them all at once and a mutation test c
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +16,14 @@ from .stack_model import ROOT, LocalStack, gateway_upstreams, resolve
 POSTGRES_INIT = ROOT / "deploy" / "docker" / "postgres-init"
 _CREATE_DATABASE = re.compile(r"CREATE\s+DATABASE\s+\"?(\w+)\"?", re.IGNORECASE)
 INFRA = {"kafka", "postgres", "redis"}
+# What compose may publish on every interface (service -> container ports): the gateway, the only
+# way in, and the UIs. Every other published port must be bound to a loopback address.
+PUBLIC_PORTS = {"gateway": {8000}, "tracing": {16686}, "grafana": {3000}}
+# A required interpolation, `${VAR:?message}`: compose stops while VAR is unset or empty.
+_REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+_SHELL_VAR = re.compile(r"\$\$\{?(\w+)\}?")
+_REQUIREPASS = re.compile(r"--requirepass\s+(\"[^\"]*\"|'[^']*'|\$\{[^}]*\}|\S+)")
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET")
 
 
 def app_services(doc: dict[str, Any]) -> dict[str, str]:
@@ -26,19 +36,89 @@ def app_services(doc: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+def raw_environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as written, interpolations and all."""
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): resolve(v) for k, v in env.items()}
+    return {str(k): str(v) for k, v in env.items()}
 
 
-def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
-    ports = set()
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    return {k: resolve(v) for k, v in raw_environment(service).items()}
+
+
+@dataclass(frozen=True)
+class Binding:
+    address: str | None  # None: every interface
+    host: int | None  # None: a port Docker picks
+    container: int
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.address is None:
+            return False
+        try:
+            return ipaddress.ip_address(self.address.strip("[]")).is_loopback
+        except ValueError:
+            return self.address == "localhost"
+
+
+def port_bindings(service: dict[str, Any]) -> list[Binding]:
+    """A service's published ports, short ("[ADDRESS:][HOST:]CONTAINER") or long syntax."""
+    bindings = []
     for entry in service.get("ports") or []:
-        host, _, container = str(entry).rpartition(":")
-        ports.add((int(host.rsplit(":", 1)[-1]), int(container.split("/")[0])))
-    return ports
+        if isinstance(entry, dict):
+            published = entry.get("published")
+            bindings.append(
+                Binding(
+                    entry.get("host_ip") or None,
+                    int(published) if published else None,
+                    int(entry["target"]),
+                )
+            )
+            continue
+        rest, _, container = str(entry).rpartition(":")
+        address, _, host = rest.rpartition(":") if rest else ("", "", "")
+        bindings.append(
+            Binding(address or None, int(host) if host else None, int(container.split("/")[0]))
+        )
+    return bindings
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int | None, int]]:
+    return {(b.host, b.container) for b in port_bindings(service)}
+
+
+def required_variable(raw: str) -> str | None:
+    """VAR when a compose value is exactly `${VAR:?message}`, taken from the environment or .env."""
+    match = _REQUIRED.fullmatch(raw.strip())
+    return match.group(1) if match else None
+
+
+def url_password_variable(raw: str) -> str | None:
+    """The variable a URL's password comes from (`scheme://user:${VAR:?…}@host`); None when the
+    URL has no password or an inline one."""
+    symbolic = _REQUIRED.sub(lambda m: f"__required_{m.group(1)}__", raw)
+    password = urlsplit(resolve(symbolic)).password or ""
+    match = re.fullmatch(r"__required_(\w+)__", password)
+    return match.group(1) if match else None
+
+
+def requirepass_variable(service: dict[str, Any]) -> str | None:
+    """The compose variable Redis's `--requirepass` comes from, directly (`${VAR:?…}`) or through
+    the container's environment (`"$$NAME"`, NAME: ${VAR:?…}); None without --requirepass."""
+    command = service.get("command") or ""
+    parts = [str(part) for part in command] if isinstance(command, list) else [str(command)]
+    if "--requirepass" in parts[:-1]:  # exec form: the next item, as it is
+        value = parts[parts.index("--requirepass") + 1]
+    elif match := _REQUIREPASS.search(" ".join(parts)):  # a shell command line
+        value = match.group(1).strip("\"'")
+    else:
+        return None
+    if shell := _SHELL_VAR.fullmatch(value):
+        value = raw_environment(service).get(shell.group(1), "")
+    return required_variable(value) or ""
 
 
 def healthcheck_text(service: dict[str, Any]) -> str:
@@ -76,7 +156,6 @@ def check_compose(
     pg_port = int(defaults.get("PGPORT", "5432"))
     redis_port = _port(defaults.get("REDIS_URL", "redis://localhost:6379/0"), 6379)
     pg_user = defaults.get("SHOP_PG_USER", "shop")
-    pg_password = defaults.get("SHOP_PG_PASSWORD", "shop")
 
     # Infrastructure on the local stack's ports.
     for name, port in (("kafka", kafka_port), ("postgres", pg_port), ("redis", redis_port)):
@@ -84,12 +163,25 @@ def check_compose(
             problems.append(f"compose has no {name} service")
         elif port not in {host for host, _ in published_ports(services[name])}:
             problems.append(f"compose {name} is not published on the local stack's port {port}")
+    pg_password: str | None = None
     if "postgres" in services:
-        pg_env = environment(services["postgres"])
-        if (pg_env.get("POSTGRES_USER"), pg_env.get("POSTGRES_PASSWORD")) != (pg_user, pg_password):
+        pg_env = raw_environment(services["postgres"])
+        if resolve(pg_env.get("POSTGRES_USER", "")) != pg_user:
             problems.append(
-                f"compose postgres user/password differ from stack.sh's SHOP_PG_USER/SHOP_PG_PASSWORD ({pg_user}/{pg_password})"
+                f"compose postgres user differs from stack.sh's SHOP_PG_USER ({pg_user})"
             )
+        pg_password = required_variable(pg_env.get("POSTGRES_PASSWORD", ""))
+        if "POSTGRES_PASSWORD" not in pg_env:
+            problems.append("compose postgres: POSTGRES_PASSWORD is not set")
+        if resolve(pg_env.get("POSTGRES_HOST_AUTH_METHOD", "")) == "trust":
+            problems.append("compose postgres: POSTGRES_HOST_AUTH_METHOD=trust lets anyone in")
+    redis_password: str | None = None
+    if "redis" in services:
+        redis_password = requirepass_variable(services["redis"])
+        if redis_password is None:
+            problems.append("compose redis: no --requirepass, so it answers anyone who reaches it")
+    problems += check_exposure(services)
+    problems += check_secrets(services)
 
     # The same processes.
     for module in sorted(stack.modules - set(apps.values())):
@@ -164,14 +256,14 @@ def check_compose(
                 problems.append(
                     f"compose {name}: {var} names database {have_db!r}, the local default is {want_db!r}"
                 )
-            if (url.hostname, url.port, url.username, url.password) != (
-                "postgres",
-                pg_port,
-                pg_user,
-                pg_password,
-            ):
+            if (url.hostname, url.port, url.username) != ("postgres", pg_port, pg_user):
                 problems.append(
                     f"compose {name}: {var} must point at postgres:{pg_port} as {pg_user}"
+                )
+            raw = raw_environment(service)[var]
+            if pg_password and url_password_variable(raw) != pg_password:
+                problems.append(
+                    f"compose {name}: {var} must carry PostgreSQL's password, ${{{pg_password}}}"
                 )
             if not depends_healthy(service, "postgres"):
                 problems.append(f"compose {name}: must depend on postgres being healthy")
@@ -186,6 +278,11 @@ def check_compose(
             redis_url = urlsplit(env.get("REDIS_URL", ""))
             if (redis_url.hostname, redis_url.port) != ("redis", redis_port):
                 problems.append(f"compose {name}: REDIS_URL must point at redis:{redis_port}")
+            raw = raw_environment(service).get("REDIS_URL", "")
+            if redis_password and url_password_variable(raw) != redis_password:
+                problems.append(
+                    f"compose {name}: REDIS_URL must carry Redis's password, ${{{redis_password}}}"
+                )
             if not depends_healthy(service, "redis"):
                 problems.append(f"compose {name}: must depend on redis being healthy")
 
@@ -200,6 +297,47 @@ def check_compose(
         problems.append(f"compose services use database {missing!r}, which no init script creates")
 
     problems += _check_gateway(services, apps, stack)
+    return problems
+
+
+def check_exposure(services: dict[str, dict[str, Any]]) -> list[str]:
+    """Only the gateway and the UIs are published beyond this host: everything else would be a
+    way around the gateway (PostgreSQL, Redis, Kafka, the services' own ports)."""
+    problems = []
+    for name, service in sorted(services.items()):
+        for binding in port_bindings(service):
+            if binding.loopback_only or binding.container in PUBLIC_PORTS.get(name, set()):
+                continue
+            where = (
+                "every interface"
+                if binding.address in {None, "0.0.0.0", "::", "[::]"}
+                else binding.address
+            )
+            problems.append(
+                f"compose {name}: port {binding.container} is published on {where}; bind it to 127.0.0.1"
+            )
+    return problems
+
+
+def check_secrets(services: dict[str, dict[str, Any]]) -> list[str]:
+    """No password or secret is written in docker-compose.yml: each is a required variable,
+    `${VAR:?…}`, set in the environment or .env, with no default anyone could know."""
+    problems = []
+    for name, service in sorted(services.items()):
+        for var, raw in sorted(raw_environment(service).items()):
+            if _SECRET_NAME.search(var) and required_variable(raw) is None:
+                problems.append(
+                    f"compose {name}: {var} is written in the file; take it from .env as ${{VAR:?…}}"
+                )
+            inline = "://" in raw and urlsplit(resolve(raw)).password
+            if inline and url_password_variable(raw) is None:
+                problems.append(
+                    f"compose {name}: {var} has a password written in the file; take it from .env as ${{VAR:?…}}"
+                )
+        if requirepass_variable(service) == "":
+            problems.append(
+                f"compose {name}: --requirepass is written in the file; take it from .env as ${{VAR:?…}}"
+            )
     return problems
 
 

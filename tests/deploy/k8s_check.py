@@ -6,11 +6,13 @@ environment variable names."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml  # type: ignore[import-untyped]
 
@@ -26,7 +28,11 @@ SECRET_FILES = (
     "jwt",
     "dataplatform",
     *(f"{s}-db" for s in ("point", "product", "coupon", "order", "ranking")),
+    "coupon-redis",
 )
+# Settings that carry a key or a password: a container takes them from a Secret, never from a
+# plain value or a ConfigMap (which anyone who may read the namespace's configuration can read).
+SECRET_SETTINGS = re.compile(r"DATABASE_URL$|^REDIS_URL$|SECRET|PASSWORD")
 
 Doc = dict[str, Any]
 
@@ -48,12 +54,15 @@ def with_operator_secrets(root: Path) -> Path:
     (overlay / "secrets").mkdir()
     for name in SECRET_FILES:
         example = (overlay / "secrets.example" / f"{name}.env").read_text()
-        key = next(
-            line.split("=", 1)[0]
+        key, value = next(
+            line.split("=", 1)
             for line in example.splitlines()
             if "=" in line and not line.startswith("#")
         )
-        (overlay / "secrets" / f"{name}.env").write_text(f"{key}={secrets.token_hex(32)}\n")
+        # A URL keeps its form with a password in it; a bare key becomes one.
+        token = secrets.token_hex(32)
+        value = value.replace("<password>", token) if "<password>" in value else token
+        (overlay / "secrets" / f"{name}.env").write_text(f"{key}={value}\n")
     return overlay
 
 
@@ -217,6 +226,11 @@ def check_manifests(docs: list[Doc], stack: LocalStack, *, with_secrets: bool) -
     if not partitions:
         problems.append("ConfigMap shop-config must set KAFKA_TOPIC_PARTITIONS")
 
+    for name, config_map in sorted(config_maps.items()):
+        for key, value in sorted((config_map.get("data") or {}).items()):
+            if _url_password(value):
+                problems.append(f"ConfigMap/{name}: {key} has a password; it belongs in a Secret")
+
     modules_deployed: set[str] = set()
     for name, deployment in sorted(deployments.items()):
         where = f"Deployment/{name}"
@@ -231,6 +245,7 @@ def check_manifests(docs: list[Doc], stack: LocalStack, *, with_secrets: bool) -
         if "memory" not in ((container.get("resources") or {}).get("limits") or {}):
             problems.append(f"{where}: no memory limit")
         problems += _check_references(where, container, config_maps, secrets, with_secrets)
+        problems += _check_secret_sources(where, container, config_maps, secrets, with_secrets)
         module = module_of(container)
         if module is None:
             if container["image"].split(":")[0].split("/")[-1] == "nginx":
@@ -387,6 +402,69 @@ def _check_references(
         if key_ref["key"] not in _data_keys(store.get(key_ref["name"])):
             problems.append(
                 f"{where}: {var['name']} refers to {key_ref['name']}/{key_ref['key']}, which does not exist"
+            )
+    return problems
+
+
+def env_sources(
+    container: Doc, config_maps: dict[str, Doc], secrets: dict[str, Doc]
+) -> dict[str, str]:
+    """Variable -> where the container takes it from: "value", "ConfigMap/<name>" or
+    "Secret/<name>" (`env` wins over `envFrom`, as in Kubernetes)."""
+    sources: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        if "configMapRef" in source:
+            name = source["configMapRef"]["name"]
+            sources |= dict.fromkeys(_data_keys(config_maps.get(name)), f"ConfigMap/{name}")
+        elif "secretRef" in source:
+            name = source["secretRef"]["name"]
+            sources |= dict.fromkeys(_data_keys(secrets.get(name)), f"Secret/{name}")
+    for var in container.get("env") or []:
+        ref = var.get("valueFrom") or {}
+        if "secretKeyRef" in ref:
+            sources[var["name"]] = f"Secret/{ref['secretKeyRef']['name']}"
+        elif "configMapKeyRef" in ref:
+            sources[var["name"]] = f"ConfigMap/{ref['configMapKeyRef']['name']}"
+        else:
+            sources[var["name"]] = "value"
+    return sources
+
+
+def _url_password(value: object) -> str | None:
+    text = str(value)
+    if "://" not in text:
+        return None
+    try:
+        return urlsplit(text).password
+    except ValueError:
+        return None
+
+
+def _check_secret_sources(
+    where: str,
+    container: Doc,
+    config_maps: dict[str, Doc],
+    secrets: dict[str, Doc],
+    with_secrets: bool,
+) -> list[str]:
+    """Keys and passwords come from Secrets, a URL in a plain value has no password, and Redis's
+    URL (in the generated Secret) has one."""
+    problems = []
+    for var, source in sorted(env_sources(container, config_maps, secrets).items()):
+        if SECRET_SETTINGS.search(var) and not source.startswith("Secret/"):
+            problems.append(f"{where}: {var} comes from {source}, not from a Secret")
+    for var in container.get("env") or []:
+        if "value" in var and _url_password(var["value"]):
+            problems.append(f"{where}: {var['name']} has a password in a plain value")
+    for var in container.get("env") or []:
+        key_ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+        if var["name"] != "REDIS_URL" or not key_ref or not with_secrets:
+            continue
+        secret = secrets.get(key_ref["name"]) or {}
+        url = (secret.get("stringData") or {}).get(key_ref["key"])
+        if url is not None and not _url_password(url):
+            problems.append(
+                f"{where}: REDIS_URL ({key_ref['name']}/{key_ref['key']}) has no password"
             )
     return problems
 

@@ -4,6 +4,7 @@ checked against the sources of truth of the local stack (stack_model); the mutat
 the check notices a rename on either side."""
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,15 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .compose_check import check_compose, environment
+from .compose_check import (
+    PUBLIC_PORTS,
+    Binding,
+    check_compose,
+    environment,
+    port_bindings,
+    requirepass_variable,
+    url_password_variable,
+)
 from .stack_model import (
     ROOT,
     RUN_SH,
@@ -27,6 +36,7 @@ from .stack_model import (
 )
 
 COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 Mutation = Callable[[dict[str, Any]], None]
 
 
@@ -72,6 +82,20 @@ def _drop_service(service: str) -> Mutation:
 def _set_ports(service: str, ports: list[str]) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         doc["services"][service]["ports"] = ports
+
+    return mutate
+
+
+def _drop_env(service: str, var: str) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        del doc["services"][service]["environment"][var]
+
+    return mutate
+
+
+def _set_command(service: str, command: list[str]) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["services"][service]["command"] = command
 
     return mutate
 
@@ -331,3 +355,189 @@ def test_compose_confines_users_and_has_no_default_secrets(compose: dict[str, An
                 assert raw[var].startswith(f"${{{var}:?"), (name, var, raw[var])
         if "JWT_SECRET" in raw:
             assert raw.get("AUTH_ENFORCE_USERS", "true") == "true", name
+
+
+# ---------------------------------------------------------------- what compose exposes
+
+
+def test_only_the_gateway_and_the_uis_are_published_beyond_this_host(
+    compose: dict[str, Any],
+) -> None:
+    public = {
+        (name, binding.container)
+        for name, service in compose["services"].items()
+        for binding in port_bindings(service)
+        if not binding.loopback_only
+    }
+    assert public == {(name, port) for name, ports in PUBLIC_PORTS.items() for port in ports}
+    for name in ("kafka", "postgres", "redis", "point", "dataplatform", "prometheus"):
+        assert {b.address for b in port_bindings(compose["services"][name])} == {"127.0.0.1"}, name
+
+
+def test_redis_and_postgres_passwords_come_from_the_env_file(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert requirepass_variable(services["redis"]) == "REDIS_PASSWORD"
+    assert url_password_variable(services["coupon"]["environment"]["REDIS_URL"]) == "REDIS_PASSWORD"
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
+        "${POSTGRES_PASSWORD:?"
+    )
+    for name in ("point", "order-relay", "ranking-worker"):
+        urls = [v for k, v in services[name]["environment"].items() if k.endswith("DATABASE_URL")]
+        assert [url_password_variable(url) for url in urls] == ["POSTGRES_PASSWORD"], name
+
+
+def test_the_env_example_names_every_required_variable_and_no_value() -> None:
+    """`cp .env.example .env` gives the operator every variable compose stops without, all empty
+    (compose refuses empty ones too), and .env stays out of git and of the images."""
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert set(example) == required
+    assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD"} <= required
+    assert set(example.values()) == {""}
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    dockerignore = ROOT / "deploy" / "docker" / "Dockerfile.dockerignore"
+    assert ".env" in dockerignore.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            _set_ports("postgres", ["5432:5432"]),
+            "compose postgres: port 5432 is published on every interface; bind it to 127.0.0.1",
+            id="postgres-on-every-interface",
+        ),
+        pytest.param(
+            _set_ports("coupon", ["0.0.0.0:8003:8003"]),
+            "compose coupon: port 8003 is published on every interface",
+            id="service-port-around-the-gateway",
+        ),
+        pytest.param(
+            _set_ports("kafka", ["192.168.1.5:9092:9094"]),
+            "compose kafka: port 9094 is published on 192.168.1.5",
+            id="kafka-on-a-lan-address",
+        ),
+        pytest.param(
+            _set_ports("tracing", ["16686:16686", "4318:4318"]),
+            "compose tracing: port 4318 is published on every interface",
+            id="a-ui-service-publishing-more-than-its-ui",
+        ),
+        pytest.param(
+            _set_command("redis", ["redis-server", "--save", ""]),
+            "compose redis: no --requirepass",
+            id="redis-without-a-password",
+        ),
+        pytest.param(
+            _set_command("redis", ["redis-server", "--requirepass", "hunter2"]),
+            "compose redis: --requirepass is written in the file",
+            id="redis-password-inline",
+        ),
+        pytest.param(
+            _set_env("redis", "REDIS_PASSWORD", "hunter2"),
+            "compose redis: REDIS_PASSWORD is written in the file",
+            id="redis-password-variable-inline",
+        ),
+        pytest.param(
+            _set_env("postgres", "POSTGRES_PASSWORD", "shop"),
+            "compose postgres: POSTGRES_PASSWORD is written in the file",
+            id="postgres-password-inline",
+        ),
+        pytest.param(
+            _set_env("postgres", "POSTGRES_PASSWORD", "${POSTGRES_PASSWORD:-shop}"),
+            "compose postgres: POSTGRES_PASSWORD is written in the file",
+            id="postgres-password-with-a-known-default",
+        ),
+        pytest.param(
+            _set_env("coupon", "REDIS_URL", "redis://redis:6379/0"),
+            "compose coupon: REDIS_URL must carry Redis's password, ${REDIS_PASSWORD}",
+            id="redis-url-without-the-password",
+        ),
+        pytest.param(
+            _set_env("coupon", "REDIS_URL", "redis://:hunter2@redis:6379/0"),
+            "compose coupon: REDIS_URL has a password written in the file",
+            id="redis-url-password-inline",
+        ),
+        pytest.param(
+            _set_env(
+                "order",
+                "ORDER_DATABASE_URL",
+                "postgresql+asyncpg://shop:shop@postgres:5432/shop_order",
+            ),
+            "compose order: ORDER_DATABASE_URL has a password written in the file",
+            id="database-url-password-inline",
+        ),
+        pytest.param(
+            _set_env(
+                "point",
+                "POINT_DATABASE_URL",
+                "postgresql+asyncpg://shop:${PG_PASS:?set it}@postgres:5432/shop_point",
+            ),
+            "compose point: POINT_DATABASE_URL must carry PostgreSQL's password, ${POSTGRES_PASSWORD}",
+            id="database-url-with-another-password",
+        ),
+        pytest.param(
+            _drop_env("postgres", "POSTGRES_PASSWORD"),
+            "compose postgres: POSTGRES_PASSWORD is not set",
+            id="postgres-password-dropped",
+        ),
+        pytest.param(
+            _set_env("postgres", "POSTGRES_HOST_AUTH_METHOD", "trust"),
+            "compose postgres: POSTGRES_HOST_AUTH_METHOD=trust lets anyone in",
+            id="postgres-without-passwords",
+        ),
+        pytest.param(
+            _set_env("grafana", "GF_SECURITY_ADMIN_PASSWORD", "admin"),
+            "compose grafana: GF_SECURITY_ADMIN_PASSWORD is written in the file",
+            id="grafana-admin-password-inline",
+        ),
+    ],
+)
+def test_an_exposed_port_or_a_written_password_is_reported(
+    compose: dict[str, Any], stack: LocalStack, mutate: Mutation, expected: str
+) -> None:
+    _assert_reported(compose, stack, mutate, expected)
+
+
+@pytest.mark.parametrize(
+    ("entry", "binding", "loopback_only"),
+    [
+        ("8000:8000", Binding(None, 8000, 8000), False),
+        ("127.0.0.1:9092:9094", Binding("127.0.0.1", 9092, 9094), True),
+        ("[::1]:6379:6379", Binding("[::1]", 6379, 6379), True),
+        ("0.0.0.0:5432:5432/tcp", Binding("0.0.0.0", 5432, 5432), False),
+        ("4318", Binding(None, None, 4318), False),
+        (
+            {"target": 3000, "published": "3000", "host_ip": "127.0.0.1"},
+            Binding("127.0.0.1", 3000, 3000),
+            True,
+        ),
+        ({"target": 3000, "published": 3000}, Binding(None, 3000, 3000), False),
+    ],
+)
+def test_published_ports_are_read_with_their_address(
+    entry: object, binding: Binding, loopback_only: bool
+) -> None:
+    [read] = port_bindings({"ports": [entry]})
+    assert read == binding
+    assert read.loopback_only is loopback_only
+
+
+def test_passwords_are_read_as_the_variables_they_come_from() -> None:
+    assert url_password_variable("redis://:${R:?set R}@redis:6379/0") == "R"
+    assert url_password_variable("postgresql://shop:${P:?}@postgres/db") == "P"
+    assert url_password_variable("redis://:${R:-secret}@redis:6379/0") is None
+    assert url_password_variable("redis://:secret@redis:6379/0") is None
+    assert url_password_variable("redis://redis:6379/0") is None
+    direct = {"command": ["redis-server", "--requirepass", "${R:?set R}"]}
+    assert requirepass_variable(direct) == "R"
+    through_env = {
+        "environment": {"PW": "${R:?set R}"},
+        "command": ["sh", "-c", "exec redis-server --requirepass \"$$PW\" --save ''"],
+    }
+    assert requirepass_variable(through_env) == "R"
+    assert requirepass_variable({"command": "redis-server --requirepass hunter2"}) == ""
+    assert requirepass_variable({"command": ["redis-server"]}) is None

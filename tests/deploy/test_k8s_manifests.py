@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -60,6 +61,8 @@ def test_the_production_overlay_ships_no_secret_and_does_not_build_without_one(
         )
         if example.stem in {"jwt", "dataplatform"}:
             assert set(values.values()) == {""}, example
+        else:  # a URL whose password the operator fills in
+            assert urlsplit(values["url"]).password == "<password>", example
 
 
 def test_users_are_confined_in_every_deployment(production: Docs) -> None:
@@ -233,3 +236,94 @@ def test_a_gateway_mounting_another_config_map_is_reported(
         "Deployment/gateway: the mounted template is not deploy/gateway/gateway.conf.template"
         in problems
     )
+
+
+# ---------------------------------------------------------------- keys and passwords
+
+
+def _set_env(name: str, var: str, entry: dict[str, Any] | None) -> Callable[[Docs], None]:
+    """Replaces (None: removes) `var` in the container of Deployment `name`."""
+
+    def mutate(docs: Docs) -> None:
+        container = _container(docs, name)
+        container["env"] = [e for e in container["env"] if e["name"] != var]
+        if entry is not None:
+            container["env"].append({"name": var, **entry})
+
+    return mutate
+
+
+def _then(*mutations: Callable[[Docs], None]) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        for change in mutations:
+            change(docs)
+
+    return mutate
+
+
+def _secret_value(name: str, key: str, value: str) -> Callable[[Docs], None]:
+    def mutate(docs: Docs) -> None:
+        [secret] = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == name]
+        secret["stringData"][key] = value
+
+    return mutate
+
+
+def test_redis_is_reached_with_a_password_from_a_secret(production: Docs) -> None:
+    for deployment in ("coupon-api", "coupon-worker"):
+        [redis] = [e for e in _container(production, deployment)["env"] if e["name"] == "REDIS_URL"]
+        assert redis["valueFrom"]["secretKeyRef"] == {"name": "coupon-redis", "key": "url"}
+    [secret] = [
+        d for d in production if d["kind"] == "Secret" and d["metadata"]["name"] == "coupon-redis"
+    ]
+    url = urlsplit(secret["stringData"]["url"])
+    assert url.scheme == "redis"
+    assert url.password
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            _then(
+                _set_env("coupon-api", "REDIS_URL", None),
+                _config("shop-config", "REDIS_URL", "redis://redis.example.internal:6379/0"),
+            ),
+            "Deployment/coupon-api: REDIS_URL comes from ConfigMap/shop-config, not from a Secret",
+            id="redis-url-in-a-config-map",
+        ),
+        pytest.param(
+            _set_env("coupon-worker", "REDIS_URL", {"value": "redis://:hunter2@redis:6379/0"}),
+            "Deployment/coupon-worker: REDIS_URL has a password in a plain value",
+            id="redis-password-in-a-plain-value",
+        ),
+        pytest.param(
+            _secret_value("coupon-redis", "url", "redis://redis.example.internal:6379/0"),
+            "Deployment/coupon-api: REDIS_URL (coupon-redis/url) has no password",
+            id="redis-without-a-password",
+        ),
+        pytest.param(
+            _set_env("point-api", "JWT_SECRET", {"value": "x" * 64}),
+            "Deployment/point-api: JWT_SECRET comes from value, not from a Secret",
+            id="jwt-secret-in-a-plain-value",
+        ),
+        pytest.param(
+            _set_env(
+                "order-relay",
+                "ORDER_RELAY_DATABASE_URL",
+                {"valueFrom": {"configMapKeyRef": {"name": "order-relay-config", "key": "db"}}},
+            ),
+            "Deployment/order-relay: ORDER_RELAY_DATABASE_URL comes from ConfigMap/order-relay-config",
+            id="database-url-from-a-config-map",
+        ),
+        pytest.param(
+            _config("order-relay-config", "DATA_PLATFORM_URL", "https://shop:hunter2@dp.example"),
+            "ConfigMap/order-relay-config: DATA_PLATFORM_URL has a password; it belongs in a Secret",
+            id="password-in-a-config-map",
+        ),
+    ],
+)
+def test_a_key_or_password_outside_a_secret_is_reported(
+    stack: LocalStack, production: Docs, mutate: Callable[[Docs], None], expected: str
+) -> None:
+    _assert_reported(stack, production, mutate, expected)
