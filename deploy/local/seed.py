@@ -15,7 +15,8 @@ COUPON = f"http://127.0.0.1:{os.environ.get('COUPON_HTTP_PORT', '8003')}"
 ORDER = f"http://127.0.0.1:{os.environ.get('ORDER_HTTP_PORT', '8004')}"
 SECRET = os.environ.get("JWT_SECRET", "local-dev-secret")
 TRACES = (
-    f"{os.environ['SHOP_TRACES_UI']}  (an answer's X-Trace-Id T: {os.environ['SHOP_TRACES_UI']}traces/T)"
+    f"{os.environ['SHOP_TRACES_UI']}  (1 request in 100, and each sent with a sampled traceparent"
+    f" header: README 'Follow an order'; its X-Trace-Id T: {os.environ['SHOP_TRACES_UI']}traces/T)"
     if os.environ.get("SHOP_TRACES_UI")
     else "off (ZIPKIN_ENABLED=false)"
 )

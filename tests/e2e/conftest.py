@@ -13,11 +13,13 @@ from .client import Shop
 
 ZIPKIN = os.environ.get("E2E_ZIPKIN_URL", "http://localhost:9411")
 TRACING = {
-    # Exported to the local stack's Zipkin; only requests that ask for it (a sampled traceparent)
-    # are traced, so the other tests pay for the instrumentation alone.
+    # Exported to the local stack's Zipkin with `make run`'s sampler (the services' default,
+    # parent-based ratio) at ratio 0: only requests that ask for it (a sampled traceparent) are
+    # traced, so the other tests pay for the instrumentation alone.
     "OTEL_TRACES_EXPORTER": "zipkin",
     "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{ZIPKIN}/api/v2/spans",
-    "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "0",
     "OTEL_BSP_SCHEDULE_DELAY": "500",
 }
 

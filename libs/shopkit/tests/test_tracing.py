@@ -4,10 +4,13 @@ events that step emits carry the trace on. Off (the default), nothing is added a
 
 import asyncio
 import random
+import secrets
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shop_contracts import Envelope, PaymentCompleted, PaymentFailed, topics
 from shopkit.database.engine import OutboxRow
 from shopkit.database.uow import UnitOfWork
+from shopkit.http.app import RequestContextMiddleware
 from shopkit.messaging.outbox import OutboxRelay
 from shopkit.ops import tracing
 from shopkit.ops.deadletters import read_all, replay
@@ -30,7 +34,22 @@ SAMPLED = sampling.Decision.RECORD_AND_SAMPLE
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing on, every new trace sampled (these tests start their traces themselves)."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    exporter = InMemorySpanExporter()
+    assert tracing.configure_tracing("kit-test", exporter=exporter)
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown_tracing()
+
+
+@pytest.fixture
+def sampled_on_demand(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing on with the default sampler at ratio 0: only a request that asks is traced."""
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     exporter = InMemorySpanExporter()
     assert tracing.configure_tracing("kit-test", exporter=exporter)
     try:
@@ -161,6 +180,105 @@ def test_the_production_ratio_samples_that_share_of_new_traces(
         for i in ids
     )
     assert 1_700 < sampled < 2_300
+
+
+def test_the_default_samples_a_hundredth_and_follows_a_traceparent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, the sampler is parent-based at DEFAULT_RATIO: a new trace is sampled when its id
+    falls in the lowest hundredth (TraceIdRatioBased's rule, on the id's low 64 bits); a trace
+    that arrives follows its sampled flag, whatever its id."""
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
+    assert tracing.DEFAULT_RATIO == 0.01
+    sampler = tracing._configured_sampler()
+    bound = sampling.TraceIdRatioBased.get_bound_for_rate(0.01)
+    inside, outside = (7 << 64) | (bound - 1), (7 << 64) | bound
+
+    def decision(trace_id: int, parent_flags: int | None = None) -> sampling.Decision:
+        parent = (
+            None
+            if parent_flags is None
+            else trace.set_span_in_context(
+                NonRecordingSpan(
+                    SpanContext(
+                        trace_id, 0x99, is_remote=True, trace_flags=TraceFlags(parent_flags)
+                    )
+                )
+            )
+        )
+        return sampler.should_sample(parent, trace_id, "GET /x", SpanKind.SERVER).decision
+
+    assert decision(inside) == SAMPLED
+    assert decision(outside) == DROP
+    assert decision(outside, parent_flags=TraceFlags.SAMPLED) == SAMPLED
+    assert decision(inside, parent_flags=TraceFlags.DEFAULT) == DROP
+    # A ratio sampler named without its argument takes the same default, not the SDK's 1.0.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    ratio = tracing._configured_sampler()
+    assert isinstance(ratio, sampling.TraceIdRatioBased)
+    assert ratio.rate == tracing.DEFAULT_RATIO
+
+
+async def test_only_a_request_with_a_sampled_traceparent_is_traced_at_ratio_0(
+    sampled_on_demand: InMemorySpanExporter,
+) -> None:
+    """The on-demand rule end to end in one service: a request without a trace context or with
+    an unsampled one records nothing (it still gets a trace id for its logs and X-Trace-Id); one
+    with a sampled `traceparent` is recorded under the header's trace id and parent, and the
+    context it hands an outbox row carries the sampled flag on to the consumer, which records
+    its step in the same trace."""
+    staged: list[dict[str, str] | None] = []
+    api = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})  # as create_app
+
+    @api.get("/things")
+    async def things() -> dict[str, str]:
+        staged.append(tracing.carrier())  # what an outbox row would keep
+        return {}
+
+    app = RequestContextMiddleware(api)
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://shop"
+    ) as http:
+        plain = await http.get("/things")
+        unsampled = await http.get(
+            "/things", headers={"traceparent": f"00-{secrets.token_hex(16)}-{parent_id}-00"}
+        )
+        assert sampled_on_demand.get_finished_spans() == ()
+        asked = await http.get("/things", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"})
+
+    assert [plain.status_code, unsampled.status_code, asked.status_code] == [200, 200, 200]
+    assert len(plain.headers["X-Trace-Id"]) == 32  # unsampled, yet named for the logs
+    assert asked.headers["X-Trace-Id"] == trace_id
+    [request] = sampled_on_demand.get_finished_spans()
+    assert request.kind == SpanKind.SERVER
+    assert request.name == "GET /things"
+    assert format(request.context.trace_id, "032x") == trace_id
+    assert request.parent is not None
+    assert format(request.parent.span_id, "016x") == parent_id
+    # What the unsampled requests staged carries their decision on; the sampled one's, its own.
+    first, second, carried = staged
+    assert first is not None
+    assert not _sampled_flag(first["traceparent"])  # a new id's flags may carry "random" (02)
+    assert second is not None
+    assert not _sampled_flag(second["traceparent"])
+    assert carried is not None
+    assert carried["traceparent"] == f"00-{trace_id}-{format(request.context.span_id, '016x')}-01"
+    # The consumer of that event records its step as the request's child, at ratio 0 too.
+    with tracing.consumer_span("ThingHappened process", tracing.kafka_headers(carried), "t"):
+        pass
+    with tracing.consumer_span("ThingHappened process", tracing.kafka_headers(first), "t"):
+        pass
+    processed = [s for s in sampled_on_demand.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    assert len(processed) == 1
+    assert processed[0].context.trace_id == request.context.trace_id
+    assert processed[0].parent is not None
+    assert processed[0].parent.span_id == request.context.span_id
+
+
+def _sampled_flag(traceparent: str) -> bool:
+    return bool(int(traceparent.rsplit("-", 1)[1], 16) & TraceFlags.SAMPLED)
 
 
 async def test_a_dead_lettered_and_replayed_event_keeps_its_trace(

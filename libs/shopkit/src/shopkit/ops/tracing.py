@@ -3,14 +3,20 @@
 - `OTEL_TRACES_EXPORTER`: `none` (the default: tracing off), `otlp` (to a collector,
   `OTEL_EXPORTER_OTLP_ENDPOINT`), `zipkin` (`OTEL_EXPORTER_ZIPKIN_ENDPOINT`) or `console`;
 - `OTEL_SERVICE_NAME` (default: the service's own name), `OTEL_TRACES_SAMPLER` and
-  `OTEL_TRACES_SAMPLER_ARG` (e.g. `parentbased_traceidratio` and `0.1`), `OTEL_SDK_DISABLED`.
+  `OTEL_TRACES_SAMPLER_ARG`, `OTEL_SDK_DISABLED`.
 
 Off, nothing is instrumented and OpenTelemetry's API is a no-op: tracing costs nothing.
 
+On, the sampler is by default `parentbased_traceidratio` at `DEFAULT_RATIO` (1 %), not the SDK's
+`parentbased_always_on`: a request that arrives without a trace context starts a recorded trace
+once in a hundred, and one that arrives with a `traceparent` follows that header's sampled flag
+whatever the ratio. Sending a request with a sampled `traceparent` (`00-<32 hex>-<16 hex>-01`) is
+how it is traced on demand; its trace keeps the header's trace id. A ratio sampler named without
+`OTEL_TRACES_SAMPLER_ARG` takes `DEFAULT_RATIO` too (the SDK would take 1.0).
+
 Only a request or an event starts a trace: database and Redis calls made outside any span (the
 outbox's fallback poll, housekeeping) are never sampled, so they cannot fill the viewer with
-one-span traces. A request that arrives with a sampled `traceparent` is traced whatever the
-ratio (the `parentbased_*` samplers): that is how one request is traced on demand.
+one-span traces.
 
 A trace crosses Kafka through the outbox: the W3C trace context of the transaction that staged an
 event (`carrier()`) is stored with its outbox row, the relay sends it as Kafka headers
@@ -54,8 +60,14 @@ ENVIRONMENT = (
 )
 """The variables a deployment may set for tracing, in every process (the deploy checks know them)."""
 
+DEFAULT_SAMPLER = "parentbased_traceidratio"
+DEFAULT_RATIO = 0.01
+"""The share of the requests without a trace context that start a recorded trace, unless
+OTEL_TRACES_SAMPLER_ARG says otherwise."""
+
 _enabled = False
 _provider: Any = None
+_sampler: "_NoBackgroundRoots | None" = None
 
 
 def enabled() -> bool:
@@ -64,8 +76,10 @@ def enabled() -> bool:
 
 def configure_tracing(service_name: str, *, exporter: Any = None) -> bool:
     """Sets up the SDK and the library instrumentations once per process, when an exporter is
-    configured (or given: tests pass an in-memory one); True when tracing is on."""
-    global _enabled, _provider
+    configured (or given: tests pass an in-memory one); True when tracing is on. The sampler
+    is read from the environment at every call, so a test can turn tracing on again with
+    another one (the provider itself is set once per process)."""
+    global _enabled, _provider, _sampler
     if _enabled:
         return True
     names = [
@@ -81,13 +95,17 @@ def configure_tracing(service_name: str, *, exporter: Any = None) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
+    inner = _configured_sampler()
     if _provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME", service_name)
+        _sampler = _NoBackgroundRoots(inner)
         _provider = TracerProvider(
-            resource=Resource.create({"service.name": name}),
-            sampler=_NoBackgroundRoots(_configured_sampler()),
+            resource=Resource.create({"service.name": name}), sampler=_sampler
         )
         trace.set_tracer_provider(_provider)
+    else:  # on again after shutdown_tracing (tests): the sampler as configured now
+        assert _sampler is not None
+        _sampler.inner = inner
     if exporter is not None:
         _provider.add_span_processor(SimpleSpanProcessor(exporter))
     for name in names:
@@ -119,11 +137,11 @@ _SAMPLERS = (
 def _configured_sampler() -> sampling.Sampler:
     """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, checked: the SDK alone would trace every
     request (always_on) after a typo in either, which a production deployment must not do."""
-    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    name = os.environ.get("OTEL_TRACES_SAMPLER", DEFAULT_SAMPLER).strip().lower() or DEFAULT_SAMPLER
     if name not in _SAMPLERS:
         raise ValueError(f"OTEL_TRACES_SAMPLER: unknown sampler {name!r} ({', '.join(_SAMPLERS)})")
     if name.endswith("traceidratio"):
-        raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip() or str(DEFAULT_RATIO)
         try:
             ratio = float(raw)
         except ValueError:
@@ -148,7 +166,7 @@ class _NoBackgroundRoots(sampling.Sampler):
     outgoing HTTP request made outside any span) and asks `inner` about everything else."""
 
     def __init__(self, inner: sampling.Sampler) -> None:
-        self._inner = inner
+        self.inner = inner
 
     def should_sample(
         self,
@@ -163,12 +181,12 @@ class _NoBackgroundRoots(sampling.Sampler):
         parent = trace.get_current_span(parent_context).get_span_context()
         if kind == SpanKind.CLIENT and not parent.is_valid:
             return sampling.SamplingResult(sampling.Decision.DROP)
-        return self._inner.should_sample(
+        return self.inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
 
     def get_description(self) -> str:
-        return f"NoBackgroundRoots{{{self._inner.get_description()}}}"
+        return f"NoBackgroundRoots{{{self.inner.get_description()}}}"
 
 
 def _instrumentors() -> list[Any]:
