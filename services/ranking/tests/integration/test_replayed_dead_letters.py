@@ -26,12 +26,15 @@ async def _dead_lettered_by_another_consumer(settings: Settings, envelope: Envel
     async with topic_reader(settings.topic(topics.ORDER_EVENTS)) as reader:
         records = await collect(reader, lambda seen: any(r.key == envelope.key for r in seen))
     record = next(r for r in records if r.key == envelope.key)
+    await _dead_letter_as(settings, record, "order.dataplatform-relay")
+
+
+async def _dead_letter_as(settings: Settings, record: Any, consumer: str) -> None:
+    """Dead-letters `record` (anything with a ConsumerRecord's fields) as `consumer` does."""
     producer = make_producer(settings)
     await producer.start()
     try:
-        await dead_letter(
-            producer, settings, record, consumer="order.dataplatform-relay", error="HTTP 422"
-        )
+        await dead_letter(producer, settings, record, consumer=consumer, error="HTTP 422")
     finally:
         await producer.stop()
 
@@ -57,16 +60,8 @@ async def test_an_order_paid_replayed_from_the_dead_letters_is_not_counted_twice
     await eventually(product_counted, timeout_s=90)
     await _dead_lettered_by_another_consumer(settings, envelope)
 
-    out = io.StringIO()
-    assert await run(["replay", "--all", "--order", str(first)], settings, out) == 0
-    assert out.getvalue() == "replayed 1 dead letter(s)\n"
-    # The same partition, after the replay: once it is counted, the replay has been seen.
-    await publish_paid(paid(at, [(marker, 1)], order_id=last))
-
-    async def marker_counted() -> bool:
-        return bool(await sold([marker]))
-
-    await eventually(marker_counted, timeout_s=90)
+    argv = ["replay", "--all", "--order", str(first)]
+    await _replayed_then_marker(settings, publish_paid, paid, sold, argv, last, marker)
     assert await sold([product]) == {(day, product): 3}
 
 
@@ -81,12 +76,7 @@ async def _letter(settings: Settings, envelope: Envelope, consumer: str) -> None
         value=envelope.model_dump_json().encode(),
         headers=[("event_type", b"OrderPaid")],
     )
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await dead_letter(producer, settings, record, consumer=consumer, error="HTTP 422")
-    finally:
-        await producer.stop()
+    await _dead_letter_as(settings, record, consumer)
 
 
 async def _replayed_then_marker(
@@ -98,10 +88,11 @@ async def _replayed_then_marker(
     marker_order: UUID,
     marker: int,
 ) -> None:
-    """Replays, then waits until an order behind the replay (same partition) is counted."""
+    """Replays one letter, then waits until an order behind it (same partition) is counted:
+    once that is counted, the replay has been seen."""
     out = io.StringIO()
     assert await run(argv, settings, out) == 0
-    assert out.getvalue().startswith("replayed 1 dead letter(s)\n")
+    assert out.getvalue() == "replayed 1 dead letter(s)\n"
     at = datetime(2024, 9, 2, 12, 0, tzinfo=KST)
     await publish_paid(paid(at, [(marker, 1)], order_id=marker_order))
 
