@@ -277,6 +277,46 @@ async def test_only_a_request_with_a_sampled_traceparent_is_traced_at_ratio_0(
     assert processed[0].parent.span_id == request.context.span_id
 
 
+async def test_new_requests_are_sampled_at_the_ratio_and_the_rest_carry_an_unsampled_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """server_span decides a new trace's sampling itself (no SDK span for the unsampled): at
+    ratio 0.1 about a tenth of the requests are recorded, each under its own trace id; every
+    other one still answers an X-Trace-Id and hands its outbox rows that trace, unsampled."""
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    exporter = InMemorySpanExporter()
+    assert tracing.configure_tracing("kit-test", exporter=exporter)
+    staged: list[dict[str, str] | None] = []
+    api = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+
+    @api.get("/things")
+    async def things() -> dict[str, str]:
+        staged.append(tracing.carrier())
+        return {}
+
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=RequestContextMiddleware(api)),
+            base_url="http://shop",
+        ) as http:
+            answers = [await http.get("/things") for _ in range(2_000)]
+    finally:
+        tracing.shutdown_tracing()
+
+    recorded = exporter.get_finished_spans()
+    assert 120 < len(recorded) < 290  # 200 expected; binomial sd ≈ 13
+    assert all(s.kind == SpanKind.SERVER and s.name == "GET /things" for s in recorded)
+    assert len({s.context.trace_id for s in recorded}) == len(recorded)
+    trace_ids = {answer.headers["X-Trace-Id"] for answer in answers}
+    assert len(trace_ids) == len(answers)
+    assert {format(s.context.trace_id, "032x") for s in recorded} <= trace_ids
+    carried = [c["traceparent"] for c in staged if c is not None]
+    assert len(carried) == len(answers)  # every request, sampled or not, names its trace
+    assert sum(_sampled_flag(tp) for tp in carried) == len(recorded)
+    assert {tp.split("-")[1] for tp in carried} == trace_ids
+
+
 def _sampled_flag(traceparent: str) -> bool:
     return bool(int(traceparent.rsplit("-", 1)[1], 16) & TraceFlags.SAMPLED)
 
