@@ -124,7 +124,7 @@ def shared_by_processes(host: str, port: int) -> Iterator[Path]:
         yield directory
     finally:
         if previous is None:
-            del os.environ[MULTIPROCESS_DIR]
+            os.environ.pop(MULTIPROCESS_DIR, None)
         else:
             os.environ[MULTIPROCESS_DIR] = previous
         shutil.rmtree(directory, ignore_errors=True)
