@@ -1,10 +1,12 @@
 """Several HTTP processes on one port (shopkit.http.server.serve_processes): exactly one runs the
 workers; when it dies the supervisor starts another in its place, which takes them over (the
-API-only one that survived does not); SIGTERM stops them all. And each process opens its pools
-at start, so load opens no connection."""
+API-only one that survived does not); SIGTERM stops them all. Whichever process answers a
+scrape, /metrics shows the whole service, across restarts. And each process opens its pools at
+start, so load opens no connection."""
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,8 +16,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from sqlalchemy import text
 
+from shopkit.ops import metrics
 from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 from shopkit.testing import asyncpg_dsn, eventually, free_port, unique
@@ -126,6 +131,9 @@ async def test_the_processes_stop_when_their_supervisor_is_killed(
     with pytest.raises(httpx.ConnectError):  # and nobody serves the port any more
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{port}/healthz")
+    left = metrics.directory_of("127.0.0.1", port)
+    assert left.is_dir()  # for the next supervisor on the port to empty
+    shutil.rmtree(left)
 
 
 async def _ready(port: int) -> bool:
@@ -176,6 +184,8 @@ async def test_a_supervisor_started_right_after_one_was_killed_takes_the_port(
         return first_output.read_text().count("runtime_started") == 2 and await _ready(port)
 
     await eventually(first_ready, timeout_s=60)
+    await _ask_pids(port, 20)
+    assert await _pid_requests_counted(port) == 20
     first.kill()
     await asyncio.to_thread(first.wait, 30)
     _, _, output, second = _start_supervisor(settings, tmp_path, port, name="second")
@@ -187,9 +197,132 @@ async def test_a_supervisor_started_right_after_one_was_killed_takes_the_port(
         await eventually(second_ready, timeout_s=90)
         assert second.poll() is None
         assert first_output.read_text().count("runtime_stopped") == 2  # the orphans are gone
+        assert await _pid_requests_counted(port) == 0  # a run counts its own requests only
     finally:
         second.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(second.wait, 30)
+    assert code == 0
+    assert not metrics.directory_of("127.0.0.1", port).exists()
+
+
+async def _scrape(port: int, name: str) -> list[Sample]:
+    """The samples called `name` in one scrape (on a connection of its own: either process may
+    take it)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.get(f"http://127.0.0.1:{port}/metrics")
+    response.raise_for_status()
+    families = text_string_to_metric_families(response.text)
+    return [sample for family in families for sample in family.samples if sample.name == name]
+
+
+async def _pid_requests_counted(port: int) -> float:
+    samples = await _scrape(port, "http_request_duration_seconds_count")
+    return sum(sample.value for sample in samples if sample.labels["route"] == "/pid")
+
+
+async def _ask_pids(port: int, n: int) -> list[int]:
+    """`n` requests at once to /pid, each on a connection of its own (the kernel hands each to
+    one of the processes): the pids that answered."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        responses = await asyncio.gather(
+            *(http.get(f"http://127.0.0.1:{port}/pid") for _ in range(n))
+        )
+    return [int(response.json()) for response in responses]
+
+
+async def _ask_both_processes(port: int) -> list[int]:
+    """Requests to /pid until both processes have answered some: the pids that answered."""
+    answered: list[int] = []
+    while len(set(answered)) < 2:
+        assert len(answered) < 2_000, "one process took every connection"
+        answered += await _ask_pids(port, 20)
+    return answered
+
+
+async def test_one_scrape_counts_the_requests_of_both_processes_across_a_restart(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    port, marks, output, supervisor = _start_supervisor(settings, tmp_path)
+    try:
+
+        def started() -> int:
+            return output.read_text().count("runtime_started")
+
+        async def both_started() -> bool:
+            return started() == 2
+
+        await eventually(both_started, timeout_s=60)
+        assert metrics.directory_of("127.0.0.1", port).is_dir()
+        answered = await _ask_both_processes(port)
+        sent = len(answered)
+        for _ in range(10):  # whichever process takes the scrape
+            assert await _pid_requests_counted(port) == sent
+
+        [first] = _pids(marks)
+        os.kill(first, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            return started() == 3
+
+        await eventually(replaced, timeout_s=60)
+        for _ in range(10):  # the dead process's requests stay counted, once
+            assert await _pid_requests_counted(port) == sent
+        sent += len(await _ask_pids(port, 20))
+        for _ in range(10):
+            assert await _pid_requests_counted(port) == sent
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(supervisor.wait, 30)
+    assert code == 0
+    assert not metrics.directory_of("127.0.0.1", port).exists()  # the supervisor's, gone with it
+
+
+async def test_a_gauge_shows_the_live_processes_once(
+    settings: ServiceSettings, tmp_path: Path
+) -> None:
+    """event_loop_lag_seconds: every process measures its own; the service's is the worst of the
+    live ones, and a dead process's value leaves with it."""
+    port, _, output, supervisor = _start_supervisor(settings, tmp_path)
+    try:
+
+        def started() -> int:
+            return output.read_text().count("runtime_started")
+
+        async def both_started() -> bool:
+            return started() == 2
+
+        async def lag() -> float | None:
+            samples = await _scrape(port, "event_loop_lag_seconds")  # none before a first tick
+            assert len(samples) <= 1  # one series for the service, not one per process
+            assert all(set(sample.labels) == {"service"} for sample in samples)  # no pid label
+            return samples[0].value if samples else None
+
+        async def on_time() -> bool:
+            value = await lag()
+            return value is not None and 0 <= value < 1
+
+        async def late() -> bool:
+            value = await lag()
+            return value is not None and value >= 1
+
+        await eventually(both_started, timeout_s=60)
+        await eventually(on_time, timeout_s=30)
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(f"http://127.0.0.1:{port}/hog", params={"seconds": 2.5})
+        hogged = int(response.json())
+        await eventually(late, timeout_s=30)  # one process late: the service is late
+
+        os.kill(hogged, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            return started() == 3
+
+        await eventually(replaced, timeout_s=60)
+        await eventually(on_time, timeout_s=30)  # its last value went with it
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(supervisor.wait, 30)
     assert code == 0
 
 

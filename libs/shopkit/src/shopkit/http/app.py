@@ -12,7 +12,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,7 +25,7 @@ from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
 from shopkit.ops import tracing
 from shopkit.ops.faults import is_transient
 from shopkit.ops.logging import get_logger
-from shopkit.ops.metrics import HTTP_LATENCY
+from shopkit.ops.metrics import HTTP_LATENCY, exposition
 from shopkit.ops.runtime import Runtime
 from shopkit.settings import ServiceSettings
 
@@ -218,7 +218,8 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """The whole service's metrics, whichever of its HTTP processes answers."""
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)

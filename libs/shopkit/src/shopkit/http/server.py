@@ -13,11 +13,12 @@ import socket
 import threading
 import time
 from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
-from shopkit.ops import roles
+from shopkit.ops import metrics, roles
 from shopkit.ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -86,8 +87,19 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
 
     Ours rather than uvicorn's supervisor, which pings each process twice a second and runs
     uvicorn's own server loop (ten wakeups a second) in each: here an idle supervisor sleeps
-    until a process ends or a signal comes."""
+    until a process ends or a signal comes.
+
+    /metrics adds them up: they keep their metrics in a directory this supervisor empties for them
+    (shopkit.ops.metrics), and it drops from there the gauges of a process that dies."""
     sock = listening_socket(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    with metrics.shared_by_processes(host, port) as metrics_dir:
+        _supervise(config, sock, processes, metrics_dir)
+
+
+def _supervise(
+    config: uvicorn.Config, sock: socket.socket, processes: int, metrics_dir: Path
+) -> None:
     context = multiprocessing.get_context("spawn")
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -110,7 +122,11 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
     children = {index: start(index) for index in range(processes)}
     started = dict.fromkeys(children, time.monotonic())
     failures = dict.fromkeys(children, 0)
-    log.info("http_processes_started", pids=[c.pid for c in children.values()])
+    log.info(
+        "http_processes_started",
+        pids=[c.pid for c in children.values()],
+        metrics_dir=str(metrics_dir),
+    )
     try:
         while not stopping:
             sentinels = {child.sentinel: index for index, child in children.items()}
@@ -124,6 +140,8 @@ def serve_processes(config: uvicorn.Config, processes: int) -> None:
                 index = sentinels[sentinel]
                 dead = children[index]
                 dead.join()
+                if dead.pid is not None:
+                    metrics.process_ended(dead.pid, metrics_dir)
                 young = time.monotonic() - started[index] < _YOUNG_S
                 failures[index] = failures[index] + 1 if young else 0
                 pause = min(_RESTART_PAUSE_S * 2 ** (failures[index] - 1), 30.0) if young else 0
