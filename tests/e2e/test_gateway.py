@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,7 +19,7 @@ from shopkit.http.auth import mint
 from shopkit.testing import PROBLEM, ActAsUser, assert_problem, bearer, free_port
 from shopkit.testing.processes import System
 
-from .gateway import Gateway, GatewayShop, upstreams
+from .gateway import TEST_JWT_SECRET, Gateway, GatewayShop, upstreams
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,11 @@ async def gateway(
     # A service the harness does not run (ranking, until it joins) points at a closed port.
     routes = upstreams(system, SERVICES, absent_port=free_port())
     async with Gateway(
-        tmp_path_factory.mktemp("gateway"), routes, issue_rate="2r/s", issue_burst=5
+        tmp_path_factory.mktemp("gateway"),
+        routes,
+        issue_rate="2r/s",
+        issue_burst=5,
+        jwt_secret=system.secrets.jwt,
     ) as gw:
         yield gw
 
@@ -193,6 +197,58 @@ async def test_400_users_behind_one_address_are_all_served_in_a_rush(
     assert {a.json()["code"] for a in answers if a.status_code != 201} == {"COUPON_SOLD_OUT"}
     issued = (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()
     assert issued["issued_quantity"] == 300
+
+
+async def test_made_up_tokens_buy_no_quota_and_count_against_their_address(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    """1,500 issue requests from one address, each with another token the gateway cannot vouch
+    for (junk, wrongly signed, a real header and claims with a made-up signature): they share
+    the address's bucket (2r/s, burst 5), so all but a handful are 429 at the gateway and only
+    those few reach the service (401 there)."""
+    shop = shop_via_gateway
+    coupon = await shop.create_coupon(total_quantity=10)
+    path = shop.url("coupon", f"/coupons/{coupon['id']}/issue")
+    user = shop.new_user()
+    real = mint(shop.system.secrets.jwt, str(user), "user")
+    head_and_claims = real.rsplit(".", 1)[0]
+
+    def made_up(i: int) -> str:
+        if i % 3 == 0:
+            return base64.urlsafe_b64encode(f"junk-{i}-{time.time_ns()}".encode()).decode()
+        if i % 3 == 1:
+            return mint(f"not-our-secret-{i}".ljust(40, "z"), str(user), "user")
+        return f"{head_and_claims}.{_b64({'forged': i})[:43].ljust(43, 'A')}"
+
+    requests, senders = 1_500, 50
+    answers: list[httpx.Response] = []
+    # No ActAsUser: the tokens given only. Each sender has a connection of its own (a pool with
+    # 1,500 waiters is slow in httpx itself).
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=senders)) as http:
+
+        async def sender(first: int) -> None:
+            for i in range(first, requests, senders):
+                headers = {"Authorization": f"Bearer {made_up(i)}"}
+                answers.append(await http.post(path, json={"user_id": user}, headers=headers))
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(first) for first in range(senders)))
+        elapsed = time.monotonic() - started
+    assert len(answers) == requests
+
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {401, 429}, sorted(set(statuses))
+    # What the address's bucket lets through while the requests were being sent.
+    assert statuses.count(401) <= 5 + 2 * elapsed + 1, (statuses.count(401), elapsed)
+    for answer in answers:
+        if answer.status_code == 429:
+            assert answer.headers["content-type"] == PROBLEM
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json() == RATE_LIMITED
+        else:
+            assert_problem(answer, 401, "UNAUTHENTICATED")
+    issued = (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()
+    assert issued["issued_quantity"] == 0
 
 
 async def test_users_are_confined_to_their_own_data_through_the_gateway(
@@ -489,3 +545,77 @@ async def test_an_unreachable_service_is_a_problem_json_502(
         "detail": "The ranking service did not answer; retry in a moment.",
         "code": "SERVICE_UNAVAILABLE",
     }
+
+
+# ------------------------------------------------------------------ who a request counts against
+
+
+@pytest.fixture
+async def strict_gateway(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """A gateway whose issue limit is 1 a minute with a burst of 3: 4 requests of one client
+    pass, the 5th is 429."""
+    address, _ = recorder
+    async with Gateway(
+        tmp_path_factory.mktemp("gateway-strict"),
+        dict.fromkeys(SERVICES, address),
+        issue_rate="1r/m",
+        issue_burst=3,
+    ) as gw:
+        yield gw
+
+
+async def _issue_statuses(gateway: Gateway, authorizations: Sequence[str | None]) -> list[int]:
+    """POST /coupons/1/issue once per Authorization header (None: none), one after another."""
+    statuses = []
+    async with httpx.AsyncClient() as http:
+        for authorization in authorizations:
+            headers = {"Authorization": authorization} if authorization is not None else {}
+            r = await http.post(
+                f"{gateway.url}/coupons/1/issue", json={"user_id": 7}, headers=headers
+            )
+            statuses.append(r.status_code)
+    return statuses
+
+
+async def test_textual_variants_of_one_token_are_one_user(strict_gateway: Gateway) -> None:
+    """PyJWT accepts a token with `=` after its signature, and "bearer" in any case: the gateway
+    keys a token it verified by its subject, so every variant takes the same user's quota."""
+    token = mint(TEST_JWT_SECRET, "7", "user")
+    another_of_the_same_user = mint(TEST_JWT_SECRET, "7", "user", ttl_s=600)
+    variants = [
+        f"Bearer {token}",
+        f"Bearer {token}=",
+        f"bearer {token}",
+        f"Bearer {another_of_the_same_user}",
+        f"BEARER {token}=",
+        f"Bearer  {token}",
+    ]
+    assert await _issue_statuses(strict_gateway, variants) == [200] * 4 + [429] * 2
+    # Another user, and a request without a token, have buckets of their own.
+    others = [f"Bearer {mint(TEST_JWT_SECRET, '8', 'user')}", None]
+    assert await _issue_statuses(strict_gateway, others) == [200, 200]
+
+
+async def test_tokens_the_gateway_cannot_vouch_for_share_their_address_bucket(
+    strict_gateway: Gateway,
+) -> None:
+    """Expired, wrongly signed, unsigned and made-up tokens, each of another user: they count
+    against the one client address, as a request without a token does."""
+    now = int(time.time())
+    unverifiable = [
+        mint(TEST_JWT_SECRET, "21", "user", ttl_s=-60),
+        mint("z" * 48, "22", "user"),
+        f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': '23', 'role': 'user', 'exp': now + 60})}.",
+        mint(TEST_JWT_SECRET, "24", "user", nbf=now + 600),
+        "made-up-token-of-nobody-at-all",
+        mint(TEST_JWT_SECRET, "26", "user", ttl_s=-1),
+    ]
+    statuses = await _issue_statuses(strict_gateway, [f"Bearer {t}" for t in unverifiable])
+    assert statuses == [200] * 4 + [429] * 2
+    assert await _issue_statuses(strict_gateway, [None]) == [429]
+    # A verified user is not held back by its address.
+    assert await _issue_statuses(
+        strict_gateway, [f"Bearer {mint(TEST_JWT_SECRET, '27', 'user')}"]
+    ) == [200]
