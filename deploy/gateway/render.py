@@ -52,6 +52,8 @@ LIMITS = {
     "GATEWAY_ORDER_BURST": "20",
     # Requests in flight per route, everybody together.
     "GATEWAY_IN_FLIGHT_MAX": "2048",
+    # Requests in flight per client: a verified user, or the address of uploads without one.
+    "GATEWAY_CLIENT_IN_FLIGHT_MAX": "16",
     # X-Forwarded-For is believed only from this CIDR ("unix:": from no TCP peer).
     "GATEWAY_TRUSTED_PROXIES": "unix:",
 }

@@ -144,6 +144,16 @@ def test_both_main_configurations_load_njs_pass_the_secret_and_find_identity_js(
     assert _directives(image, "include") == ["/etc/nginx/conf.d/*.conf"]
 
 
+def test_the_template_caps_bodies_and_in_flight_requests_per_client() -> None:
+    template = GATEWAY_TEMPLATE.read_text()
+    assert _directives(template, "client_body_timeout") == ["5s"]
+    assert sorted(set(_directives(template, "client_max_body_size"))) == ["16k", "1k", "4k"]
+    assert "per_client ${GATEWAY_CLIENT_IN_FLIGHT_MAX}" in _directives(template, "limit_conn")
+    # Limits are keyed on what identity.js verified, never on the raw bearer text.
+    assert "$http_authorization $shop_client" not in template
+    assert "shop_bearer" not in template
+
+
 def test_the_image_configuration_is_valid_with_the_composed_template(tmp_path: Path) -> None:
     """nginx -t of nginx.image.conf with the template as compose fills it and identity.js, at a
     prefix of our own instead of /etc/nginx (upstreams on this machine: nginx resolves them)."""

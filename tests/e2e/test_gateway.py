@@ -151,7 +151,7 @@ RATE_LIMITED = {
     "type": "https://errors.shop.local/rate-limited",
     "title": "Too many requests",
     "status": 429,
-    "detail": "Too many requests from this user, or too many in flight on this route; retry in a moment.",
+    "detail": "Too many requests from this client, or too many in flight from it or on this route; retry in a moment.",
     "code": "RATE_LIMITED",
 }
 
@@ -619,3 +619,148 @@ async def test_tokens_the_gateway_cannot_vouch_for_share_their_address_bucket(
     assert await _issue_statuses(
         strict_gateway, [f"Bearer {mint(TEST_JWT_SECRET, '27', 'user')}"]
     ) == [200]
+
+
+# ------------------------------------------------------------------ slow clients and bodies
+
+
+class _SlowUpload:
+    """A request whose headers promise a body that never comes: nginx holds it while it waits
+    for the body (each wait up to client_body_timeout)."""
+
+    def __init__(self, port: int, path: str, authorization: str | None) -> None:
+        self.port, self.path, self.authorization = port, path, authorization
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        auth = f"Authorization: {self.authorization}\r\n" if self.authorization else ""
+        self.writer.write(
+            (
+                f"POST {self.path} HTTP/1.1\r\nHost: shop\r\n{auth}"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            ).encode()
+        )
+        await self.writer.drain()
+
+    async def answer(self, wait_s: float) -> bytes | None:
+        """What the gateway answered within wait_s; None while it still waits for the body."""
+        assert self.reader is not None
+        try:
+            answer = await asyncio.wait_for(self.reader.read(4096), wait_s)
+        except TimeoutError:
+            return None
+        while chunk := await self._more():
+            answer += chunk
+        return answer
+
+    async def _more(self) -> bytes:
+        assert self.reader is not None
+        try:
+            return await asyncio.wait_for(self.reader.read(4096), 0.2)
+        except TimeoutError:
+            return b""
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def test_a_slow_client_holds_only_its_own_slots_not_the_route(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A route takes 8 requests in flight, a client 3. A user holding 5 slow uploads, and a
+    client with a made-up token doing the same from the same address: each gets 3 held and
+    429 for the rest, and another user's orders are answered as usual meanwhile."""
+    address, _ = recorder
+    slow_user = f"Bearer {mint(TEST_JWT_SECRET, '31', 'user')}"
+    other_user = {"Authorization": f"Bearer {mint(TEST_JWT_SECRET, '32', 'user')}"}
+    async with (
+        Gateway(
+            tmp_path_factory.mktemp("gateway-slow"),
+            dict.fromkeys(SERVICES, address),
+            settings={"GATEWAY_IN_FLIGHT_MAX": "8", "GATEWAY_CLIENT_IN_FLIGHT_MAX": "3"},
+        ) as gw,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        uploads = {
+            who: [_SlowUpload(gw.port, "/orders", authorization) for _ in range(5)]
+            for who, authorization in (("user", slow_user), ("made-up", "Bearer made.up.token"))
+        }
+        try:
+            for upload in [u for group in uploads.values() for u in group]:
+                await upload.start()
+            for who, group in uploads.items():
+                answers = await asyncio.gather(*(u.answer(1.0) for u in group))
+                held = [a for a in answers if a is None]
+                limited = [a for a in answers if a is not None]
+                assert len(held) == 3, (who, answers)
+                assert len(limited) == 2, (who, answers)
+                for answer in limited:
+                    assert answer.startswith(b"HTTP/1.1 429 "), answer
+                    assert b"RATE_LIMITED" in answer
+
+            for _ in range(3):
+                r = await http.post(f"{gw.url}/orders", json={"user_id": 32}, headers=other_user)
+                assert r.status_code == 200, r.text
+            assert (await http.get(f"{gw.url}/products")).status_code == 200
+            past_cap = await http.post(
+                f"{gw.url}/orders", json={"user_id": 31}, headers={"Authorization": slow_user}
+            )
+            assert_problem(past_cap, 429, "RATE_LIMITED")
+        finally:
+            for upload in [u for group in uploads.values() for u in group]:
+                upload.close()
+
+        # Closed uploads give their slots back.
+        deadline = time.monotonic() + 5
+        while True:
+            r = await http.post(
+                f"{gw.url}/orders", json={"user_id": 31}, headers={"Authorization": slow_user}
+            )
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert r.status_code == 200, r.text
+
+
+def _largest_order() -> bytes:
+    """The largest body POST /orders takes (API.md: 50 lines), pretty-printed."""
+    items = [{"product_id": 2**63 - 1 - i, "quantity": 1000} for i in range(50)]
+    body = {"user_id": 2**63 - 1, "items": items, "user_coupon_id": 2**63 - 1}
+    return json.dumps(body, indent=4).encode()
+
+
+async def test_bodies_are_limited_to_what_each_route_takes(recording_gateway: Gateway) -> None:
+    base = recording_gateway.url
+    name = "가" * 100  # the longest name, every character escaped
+    coupon = {
+        "name": name,
+        "discount_type": "PERCENT",
+        "discount_value": 100,
+        "total_quantity": 2**63 - 1,
+        "valid_days": 3650,
+        "min_order_amount": 2**63 - 1,
+    }
+    allowed = {
+        "/orders": _largest_order(),
+        "/coupons": json.dumps(coupon, indent=4).encode(),
+        "/products": json.dumps({"name": name, "price": 2**63 - 1, "stock": 2**63 - 1}).encode(),
+        "/points/7/charge": b'{"amount": 10000000}',
+    }
+    refused = {
+        "/orders": b"[" + b" " * (16 * 1024) + b"]",
+        "/coupons/5/issue": b"[" + b" " * (4 * 1024) + b"]",
+        "/products/3/stock": b"[" + b" " * (4 * 1024) + b"]",
+        "/points/7": b"[" + b" " * 1024 + b"]",
+        "/users/7/orders": b"[" + b" " * 1024 + b"]",
+    }
+    headers = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient() as http:
+        for path, body in allowed.items():
+            r = await http.post(f"{base}{path}", content=body, headers=headers)
+            assert r.status_code == 200, (path, len(body), r.text)
+        for path, body in refused.items():
+            r = await http.post(f"{base}{path}", content=body, headers=headers)
+            assert_problem(r, 413, "PAYLOAD_TOO_LARGE")
