@@ -84,10 +84,10 @@ python_bin() {
   if [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"; else command -v python3; fi
 }
 
-# The JWT_SECRET of a running master (its workers keep the master's environment across reloads).
-running_secret() {
-  tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^JWT_SECRET=//p'
-}
+# Which JWT_SECRET our nginx was started with (a hash, never the key): its workers keep the
+# master's environment across reloads, and nginx overwrites its own /proc/<pid>/environ.
+SECRET_MARK="$GATEWAY_DIR/jwt-secret.sha256"
+secret_mark() { printf '%s' "$JWT_SECRET" | sha256sum | cut -d' ' -f1; }
 
 render() {
   "$(python_bin)" "$ROOT/deploy/gateway/render.py" --state-dir "$GATEWAY_DIR" --log-dir "$LOG_DIR" >/dev/null
@@ -117,7 +117,7 @@ up() {
   render
   nginx_cmd -t -q || die "invalid configuration (see above)"
   local pid
-  if pid="$(our_pid)" && [ "$(running_secret "$pid")" != "$JWT_SECRET" ]; then
+  if pid="$(our_pid)" && [ "$(cat "$SECRET_MARK" 2>/dev/null)" != "$(secret_mark)" ]; then
     log "running (pid $pid) with another JWT_SECRET: restarting"
     down
   fi
@@ -128,6 +128,7 @@ up() {
     port_taken && die "port $PORT is taken by another process (set GATEWAY_HTTP_PORT)"
     log "starting nginx on port $PORT"
     nginx_cmd
+    secret_mark >"$SECRET_MARK"
   fi
   wait_healthy
   log "ready: http://localhost:$PORT (access log $LOG_DIR/gateway-access.log)"
