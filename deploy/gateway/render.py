@@ -6,7 +6,9 @@ the end-to-end tests) from the one template that docker-compose and Kubernetes u
 writes <state-dir>/gateway.conf and <state-dir>/nginx.conf and prints the latter's path.
 Placeholders are `${GATEWAY_*}`, substituted exactly as the official nginx image's envsubst step
 does with NGINX_ENVSUBST_FILTER=^GATEWAY_. Values come from the environment, with the local
-defaults below (upstreams on 127.0.0.1 at the services' own *_HTTP_PORT settings).
+defaults below (upstreams on 127.0.0.1 at the services' own *_HTTP_PORT settings). The main
+configuration loads njs (GATEWAY_NJS_MODULE: Debian's libnginx-mod-http-js where it is found) and
+finds identity.js in this directory. nginx itself needs JWT_SECRET in its environment.
 Standard library only, so it runs before the workspace is installed.
 """
 
@@ -22,6 +24,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 GATEWAY_TEMPLATE = HERE / "gateway.conf.template"
 MAIN_TEMPLATE = HERE / "nginx.main.conf.template"
+# Where distributions put njs's dynamic module (Debian's libnginx-mod-http-js first).
+NJS_MODULES = (
+    Path("/usr/lib/nginx/modules/ngx_http_js_module.so"),
+    Path("/usr/share/nginx/modules/ngx_http_js_module.so"),
+    Path("/etc/nginx/modules/ngx_http_js_module.so"),
+    Path("/usr/lib64/nginx/modules/ngx_http_js_module.so"),
+)
 PLACEHOLDER = re.compile(r"\$\{(GATEWAY_[A-Z0-9_]+)\}")
 
 # service -> (the service's port setting, its default); the same names as deploy/local/run.sh.
@@ -33,7 +42,7 @@ SERVICE_PORTS: dict[str, tuple[str, int]] = {
     "ranking": ("RANKING_HTTP_PORT", 8005),
 }
 DEFAULT_PORT = 8000
-# Per user (bearer token; the client address without one): steady rate and burst.
+# Per user (a token the gateway verified; the client address without one): steady rate and burst.
 LIMITS = {
     "GATEWAY_ISSUE_RATE": "20r/s",
     "GATEWAY_ISSUE_BURST": "40",
@@ -43,6 +52,8 @@ LIMITS = {
     "GATEWAY_ORDER_BURST": "20",
     # Requests in flight per route, everybody together.
     "GATEWAY_IN_FLIGHT_MAX": "2048",
+    # Requests in flight per client: a verified user, or the address of uploads without one.
+    "GATEWAY_CLIENT_IN_FLIGHT_MAX": "16",
     # X-Forwarded-For is believed only from this CIDR ("unix:": from no TCP peer).
     "GATEWAY_TRUSTED_PROXIES": "unix:",
 }
@@ -78,6 +89,14 @@ def http_values(env: Mapping[str, str], *, access_log: str) -> dict[str, str]:
     return values
 
 
+def njs_module(env: Mapping[str, str]) -> str:
+    """The njs module to load: GATEWAY_NJS_MODULE, else the first one installed (else Debian's
+    path, which `nginx -t` then reports as missing)."""
+    if env.get("GATEWAY_NJS_MODULE"):
+        return env["GATEWAY_NJS_MODULE"]
+    return str(next((m for m in NJS_MODULES if m.exists()), NJS_MODULES[0]))
+
+
 def render_local(
     state_dir: Path, log_dir: Path, env: Mapping[str, str], *, worker_processes: str = "auto"
 ) -> Path:
@@ -92,6 +111,8 @@ def render_local(
         "GATEWAY_STATE_DIR": str(state_dir),
         "GATEWAY_ERROR_LOG": env.get("GATEWAY_ERROR_LOG", str(log_dir / "gateway-error.log")),
         "GATEWAY_WORKER_PROCESSES": env.get("GATEWAY_WORKER_PROCESSES", worker_processes),
+        "GATEWAY_NJS_MODULE": njs_module(env),
+        "GATEWAY_NJS_PATH": str(HERE),
     }
     (state_dir / "gateway.conf").write_text(
         substitute(GATEWAY_TEMPLATE.read_text(), values), encoding="utf-8"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .stack_model import ROOT, LocalStack, gateway_upstreams, resolve
+from .stack_model import GATEWAY_IMAGE_FILES, ROOT, LocalStack, gateway_upstreams, resolve
 
 POSTGRES_INIT = ROOT / "deploy" / "docker" / "postgres-init"
 _CREATE_DATABASE = re.compile(r"CREATE\s+DATABASE\s+\"?(\w+)\"?", re.IGNORECASE)
@@ -24,6 +24,9 @@ _REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 _SHELL_VAR = re.compile(r"\$\$\{?(\w+)\}?")
 _REQUIREPASS = re.compile(r"--requirepass\s+(\"[^\"]*\"|'[^']*'|\$\{[^}]*\}|\S+)")
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET")
+# What the gateway's main configuration in the official image (deploy/gateway/nginx.image.conf)
+# passes to nginx's workers besides the template's placeholders.
+PASSED_TO_NGINX = {"JWT_SECRET"}
 
 
 def app_services(doc: dict[str, Any]) -> dict[str, str]:
@@ -353,8 +356,14 @@ def _check_gateway(
         problems.append(
             f"compose gateway: {var} (a placeholder of the gateway template) is not set"
         )
-    for var in sorted(set(env) - stack.gateway_placeholders - {"NGINX_ENVSUBST_FILTER"}):
+    for var in sorted(
+        set(env) - stack.gateway_placeholders - {"NGINX_ENVSUBST_FILTER", *PASSED_TO_NGINX}
+    ):
         problems.append(f"compose gateway: {var} is not a placeholder of the gateway template")
+    # The gateway verifies tokens with the services' own key (nginx.image.conf: env JWT_SECRET).
+    services_secret = {raw_environment(services[app]).get("JWT_SECRET") for app in apps}
+    if raw_environment(gateway).get("JWT_SECRET") not in services_secret - {None}:
+        problems.append("compose gateway: JWT_SECRET must be the services' own")
     if env.get("NGINX_ENVSUBST_FILTER") != "^GATEWAY_":
         problems.append("compose gateway: NGINX_ENVSUBST_FILTER must be ^GATEWAY_")
     port = env.get("GATEWAY_HTTP_PORT", "")
@@ -363,6 +372,9 @@ def _check_gateway(
     mounts = " ".join(str(v) for v in gateway.get("volumes") or [])
     if "deploy/gateway/gateway.conf.template:/etc/nginx/templates/" not in mounts:
         problems.append("compose gateway: must mount deploy/gateway/gateway.conf.template")
+    for source, target in GATEWAY_IMAGE_FILES.items():
+        if f"deploy/gateway/{source}:{target}" not in mounts:
+            problems.append(f"compose gateway: must mount deploy/gateway/{source} at {target}")
     for up in gateway_upstreams(env):
         process = stack.process(up.module)
         if apps.get(up.host) != up.module:

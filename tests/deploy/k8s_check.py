@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import yaml  # type: ignore[import-untyped]
 
-from .stack_model import GATEWAY_TEMPLATE, ROOT, LocalStack, gateway_upstreams
+from .stack_model import GATEWAY_IMAGE_FILES, GATEWAY_TEMPLATE, ROOT, LocalStack, gateway_upstreams
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -501,6 +501,22 @@ def _check_gateway(
             problems.append(
                 f"{where}: the mounted template is not deploy/gateway/gateway.conf.template"
             )
+    # The official image's main configuration (njs) and identity.js, from deploy/gateway.
+    for file_name, path in GATEWAY_IMAGE_FILES.items():
+        image_file = None
+        for image_mount in container.get("volumeMounts") or []:
+            if image_mount["mountPath"] == path:
+                volume = (volumes.get(image_mount["name"]) or {}).get("configMap") or {}
+                data = (config_maps.get(volume.get("name", "")) or {}).get("data", {})
+                image_file = data.get(image_mount.get("subPath") or "")
+        if image_file != (GATEWAY_TEMPLATE.parent / file_name).read_text():
+            problems.append(f"{where}: {path} is not deploy/gateway/{file_name}")
+    # The gateway verifies tokens with the services' own key (nginx.image.conf: env JWT_SECRET).
+    secret_refs = {
+        (ref.get("secretRef") or {}).get("name") for ref in container.get("envFrom") or []
+    }
+    if "shop-jwt" not in secret_refs:
+        problems.append(f"{where}: JWT_SECRET must come from Secret/shop-jwt, as the services'")
     for up in gateway_upstreams(env):
         service = services.get(up.host)
         if service is None:

@@ -34,6 +34,12 @@ PROCESSES_EXTRA = ROOT / "deploy" / "local" / "processes.extra"
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 STACK_PARTS = ROOT / "deploy" / "local" / "stack"
 GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "gateway.conf.template"
+# deploy/gateway's files that the official nginx image needs besides the template (its main
+# configuration with njs loaded, and the script that verifies tokens), and where they go.
+GATEWAY_IMAGE_FILES = {
+    "nginx.image.conf": "/etc/nginx/nginx.conf",
+    "identity.js": "/etc/nginx/njs/identity.js",
+}
 
 _ENTRY = re.compile(r'^\s*"([^"|]+)\|([^"|]+)\|([^"]+)"\s*$')
 _URL = re.compile(r"^https?://[^:/]+:(?:\$\{(\w+):-(\d+)\}|(\d+))(/\S*)$")

@@ -100,6 +100,14 @@ def _set_command(service: str, command: list[str]) -> Mutation:
     return mutate
 
 
+def _drop_volume(service: str, containing: str) -> Mutation:
+    def mutate(doc: dict[str, Any]) -> None:
+        volumes = doc["services"][service]["volumes"]
+        doc["services"][service]["volumes"] = [v for v in volumes if containing not in str(v)]
+
+    return mutate
+
+
 def _drop_dependency(service: str, dependency: str) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         depends = dict(doc["services"][service]["depends_on"])
@@ -202,6 +210,16 @@ def test_a_value_changed_in_compose_is_reported(
             _drop_service("point"),
             "local process 'point' (python -m point) has no compose service",
             id="process-missing-from-compose",
+        ),
+        pytest.param(
+            _drop_env("gateway", "JWT_SECRET"),
+            "compose gateway: JWT_SECRET must be the services' own",
+            id="gateway-cannot-verify-tokens",
+        ),
+        pytest.param(
+            _drop_volume("gateway", "nginx.image.conf"),
+            "compose gateway: must mount deploy/gateway/nginx.image.conf at /etc/nginx/nginx.conf",
+            id="gateway-without-njs",
         ),
     ],
 )

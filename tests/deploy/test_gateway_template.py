@@ -2,10 +2,15 @@
 every way of running the shop renders that file: the local nginx (deploy/local/gateway.sh runs
 deploy/gateway/render.py), docker-compose (mounted into the nginx image's templates) and
 Kubernetes (the ConfigMap that deploy/gateway/kustomization.yaml generates, included by
-deploy/k8s/base). A copy of it anywhere in the repository is reported."""
+deploy/k8s/base). A copy of it anywhere in the repository is reported. Its main context (njs
+loaded, JWT_SECRET passed to the workers, where identity.js is) is nginx.main.conf.template
+locally and nginx.image.conf in the official image."""
 
 import importlib.util
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,10 +20,12 @@ import yaml  # type: ignore[import-untyped]
 
 from .compose_check import environment
 from .k8s_check import BASE, PRODUCTION, build, config_map_sources, with_operator_secrets
-from .stack_model import GATEWAY_TEMPLATE, ROOT
+from .stack_model import GATEWAY_IMAGE_FILES, GATEWAY_TEMPLATE, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 GATEWAY_SH = ROOT / "deploy" / "local" / "gateway.sh"
+MAIN_TEMPLATE = GATEWAY_TEMPLATE.parent / "nginx.main.conf.template"
+IMAGE_CONF = GATEWAY_TEMPLATE.parent / "nginx.image.conf"
 # Where the official nginx image's entrypoint looks for templates to run envsubst on.
 NGINX_TEMPLATES = "/etc/nginx/templates/"
 
@@ -108,3 +115,85 @@ def _substitute(values: dict[str, str]) -> None:
     """The template filled with one deployment's values leaves no placeholder."""
     render = _renderer()
     assert render.placeholders(render.substitute(GATEWAY_TEMPLATE.read_text(), values)) == set()
+
+
+def _directives(conf: str, name: str) -> list[str]:
+    """The arguments of every `name …;` directive of an nginx configuration."""
+    return re.findall(rf"^\s*{name}\s+([^;]*);", conf, re.MULTILINE)
+
+
+def test_both_main_configurations_load_njs_pass_the_secret_and_find_identity_js(
+    tmp_path: Path,
+) -> None:
+    template = GATEWAY_TEMPLATE.read_text()
+    assert _directives(template, "js_import") == ["identity.js"]
+    render = _renderer()
+    render.render_local(tmp_path / "gateway", tmp_path / "logs", {})
+    local = (tmp_path / "gateway" / "nginx.conf").read_text()
+    image = IMAGE_CONF.read_text()
+    for conf in (local, image):
+        [module] = _directives(conf, "load_module")
+        assert module.endswith("/ngx_http_js_module.so")
+        assert _directives(conf, "env") == ["JWT_SECRET"]
+    [local_path] = _directives(local, "js_path")
+    assert (Path(local_path) / "identity.js").resolve() == (
+        GATEWAY_TEMPLATE.parent / "identity.js"
+    ).resolve()
+    [image_path] = _directives(image, "js_path")
+    assert f"{image_path}/identity.js" == GATEWAY_IMAGE_FILES["identity.js"]
+    assert _directives(image, "include") == ["/etc/nginx/conf.d/*.conf"]
+
+
+def test_the_template_caps_bodies_and_in_flight_requests_per_client() -> None:
+    template = GATEWAY_TEMPLATE.read_text()
+    assert _directives(template, "client_body_timeout") == ["5s"]
+    assert sorted(set(_directives(template, "client_max_body_size"))) == ["16k", "1k", "4k"]
+    assert "per_client ${GATEWAY_CLIENT_IN_FLIGHT_MAX}" in _directives(template, "limit_conn")
+    # Limits are keyed on what identity.js verified, never on the raw bearer text.
+    assert "$http_authorization $shop_client" not in template
+    assert "shop_bearer" not in template
+
+
+def test_the_image_configuration_is_valid_with_the_composed_template(tmp_path: Path) -> None:
+    """nginx -t of nginx.image.conf with the template as compose fills it and identity.js, at a
+    prefix of our own instead of /etc/nginx (upstreams on this machine: nginx resolves them)."""
+    render = _renderer()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    module = next((m for m in render.NJS_MODULES if m.exists()), None)
+    if not Path(nginx).exists() or module is None:
+        pytest.skip("nginx with njs is not installed (deploy/local/gateway.sh install)")
+    prefix = tmp_path / "etc-nginx"
+    (prefix / "conf.d").mkdir(parents=True)
+    (prefix / "njs").mkdir()
+    (prefix / "modules").symlink_to(module.parent)
+    shutil.copy(GATEWAY_TEMPLATE.parent / "identity.js", prefix / "njs" / "identity.js")
+    main = (
+        IMAGE_CONF.read_text()
+        .replace("/etc/nginx/", f"{prefix}/")
+        .replace("/var/log/nginx/", f"{tmp_path}/")
+        .replace("/var/run/", f"{tmp_path}/")
+        .replace("user nginx;", "")
+    )
+    (prefix / "nginx.conf").write_text(main)
+    values = environment(yaml.safe_load(COMPOSE.read_text())["services"]["gateway"])
+    values |= {name: "127.0.0.1:1" for name in values if name.endswith("_UPSTREAM")}
+    values["GATEWAY_ACCESS_LOG"] = str(tmp_path / "access.log")
+    (prefix / "conf.d" / "default.conf").write_text(
+        render.substitute(GATEWAY_TEMPLATE.read_text(), values)
+    )
+    check = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            f"{prefix}/",
+            "-c",
+            str(prefix / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JWT_SECRET": "x" * 32},
+    )
+    assert check.returncode == 0, check.stderr

@@ -180,6 +180,11 @@ def _assert_reported(
             "GATEWAY_COUPON_UPSTREAM=coupon:8004, but Service/coupon has no port 8004",
             id="gateway-upstream-port",
         ),
+        pytest.param(
+            _drop("gateway", "envFrom"),
+            "Deployment/gateway: JWT_SECRET must come from Secret/shop-jwt, as the services'",
+            id="gateway-cannot-verify-tokens",
+        ),
     ],
 )
 def test_a_drifted_setting_is_reported(
@@ -235,6 +240,12 @@ def test_a_gateway_mounting_another_config_map_is_reported(
     assert (
         "Deployment/gateway: the mounted template is not deploy/gateway/gateway.conf.template"
         in problems
+    )
+    assert "Deployment/gateway: /etc/nginx/nginx.conf is not deploy/gateway/nginx.image.conf" in (
+        problems
+    )
+    assert "Deployment/gateway: /etc/nginx/njs/identity.js is not deploy/gateway/identity.js" in (
+        problems
     )
 
 

@@ -3,6 +3,7 @@
 
 import asyncio
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from shopkit.testing.processes import System
 from .client import Shop
 
 ROOT = Path(__file__).resolve().parents[2]
+# The key of a gateway in front of stand-ins (the harness's services have their own).
+TEST_JWT_SECRET = "gateway-test-secret-" + "x" * 32
 
 
 def _renderer() -> ModuleType:
@@ -37,6 +40,8 @@ def _nginx() -> str:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
     if not found:
         pytest.fail("nginx is not installed: run `deploy/local/gateway.sh install` (or make run)")
+    if not any(Path(module).exists() for module in _renderer().NJS_MODULES):
+        pytest.fail("njs is not installed: run `deploy/local/gateway.sh install` (or make run)")
     return found
 
 
@@ -50,6 +55,8 @@ class Gateway:
     issue_burst: int = 40
     settings: Mapping[str, str] = field(default_factory=dict)
     """More GATEWAY_* values (limits, trusted proxies)."""
+    jwt_secret: str = TEST_JWT_SECRET
+    """The services' key, with which the gateway verifies tokens (nginx's JWT_SECRET)."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -74,11 +81,12 @@ class Gateway:
         )
         nginx = _nginx()
         base = [nginx, "-p", str(conf.parent), "-e", str(self.error_log), "-c", str(conf)]
+        nginx_env = {**os.environ, "JWT_SECRET": self.jwt_secret}
         check = await asyncio.to_thread(
-            subprocess.run, [*base, "-t", "-q"], capture_output=True, text=True
+            subprocess.run, [*base, "-t", "-q"], capture_output=True, text=True, env=nginx_env
         )
         assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen([*base, "-g", "daemon off;"])  # noqa: ASYNC220
+        self.process = subprocess.Popen([*base, "-g", "daemon off;"], env=nginx_env)  # noqa: ASYNC220
         deadline = asyncio.get_running_loop().time() + 20
         async with httpx.AsyncClient(timeout=1) as http:
             while True:

@@ -45,7 +45,9 @@ async def fuzz_gateway(
     system: System, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Gateway]:
     routes = upstreams(system, ROUTED, absent_port=1)
-    async with Gateway(tmp_path_factory.mktemp("gateway-fuzz"), routes) as gateway:
+    async with Gateway(
+        tmp_path_factory.mktemp("gateway-fuzz"), routes, jwt_secret=system.secrets.jwt
+    ) as gateway:
         yield gateway
 
 

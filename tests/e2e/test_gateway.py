@@ -8,7 +8,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,7 +19,7 @@ from shopkit.http.auth import mint
 from shopkit.testing import PROBLEM, ActAsUser, assert_problem, bearer, free_port
 from shopkit.testing.processes import System
 
-from .gateway import Gateway, GatewayShop, upstreams
+from .gateway import TEST_JWT_SECRET, Gateway, GatewayShop, upstreams
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,11 @@ async def gateway(
     # A service the harness does not run (ranking, until it joins) points at a closed port.
     routes = upstreams(system, SERVICES, absent_port=free_port())
     async with Gateway(
-        tmp_path_factory.mktemp("gateway"), routes, issue_rate="2r/s", issue_burst=5
+        tmp_path_factory.mktemp("gateway"),
+        routes,
+        issue_rate="2r/s",
+        issue_burst=5,
+        jwt_secret=system.secrets.jwt,
     ) as gw:
         yield gw
 
@@ -147,7 +151,7 @@ RATE_LIMITED = {
     "type": "https://errors.shop.local/rate-limited",
     "title": "Too many requests",
     "status": 429,
-    "detail": "Too many requests from this user, or too many in flight on this route; retry in a moment.",
+    "detail": "Too many requests from this client, or too many in flight from it or on this route; retry in a moment.",
     "code": "RATE_LIMITED",
 }
 
@@ -193,6 +197,58 @@ async def test_400_users_behind_one_address_are_all_served_in_a_rush(
     assert {a.json()["code"] for a in answers if a.status_code != 201} == {"COUPON_SOLD_OUT"}
     issued = (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()
     assert issued["issued_quantity"] == 300
+
+
+async def test_made_up_tokens_buy_no_quota_and_count_against_their_address(
+    shop_via_gateway: GatewayShop,
+) -> None:
+    """1,500 issue requests from one address, each with another token the gateway cannot vouch
+    for (junk, wrongly signed, a real header and claims with a made-up signature): they share
+    the address's bucket (2r/s, burst 5), so all but a handful are 429 at the gateway and only
+    those few reach the service (401 there)."""
+    shop = shop_via_gateway
+    coupon = await shop.create_coupon(total_quantity=10)
+    path = shop.url("coupon", f"/coupons/{coupon['id']}/issue")
+    user = shop.new_user()
+    real = mint(shop.system.secrets.jwt, str(user), "user")
+    head_and_claims = real.rsplit(".", 1)[0]
+
+    def made_up(i: int) -> str:
+        if i % 3 == 0:
+            return base64.urlsafe_b64encode(f"junk-{i}-{time.time_ns()}".encode()).decode()
+        if i % 3 == 1:
+            return mint(f"not-our-secret-{i}".ljust(40, "z"), str(user), "user")
+        return f"{head_and_claims}.{_b64({'forged': i})[:43].ljust(43, 'A')}"
+
+    requests, senders = 1_500, 50
+    answers: list[httpx.Response] = []
+    # No ActAsUser: the tokens given only. Each sender has a connection of its own (a pool with
+    # 1,500 waiters is slow in httpx itself).
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=senders)) as http:
+
+        async def sender(first: int) -> None:
+            for i in range(first, requests, senders):
+                headers = {"Authorization": f"Bearer {made_up(i)}"}
+                answers.append(await http.post(path, json={"user_id": user}, headers=headers))
+
+        started = time.monotonic()
+        await asyncio.gather(*(sender(first) for first in range(senders)))
+        elapsed = time.monotonic() - started
+    assert len(answers) == requests
+
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {401, 429}, sorted(set(statuses))
+    # What the address's bucket lets through while the requests were being sent.
+    assert statuses.count(401) <= 5 + 2 * elapsed + 1, (statuses.count(401), elapsed)
+    for answer in answers:
+        if answer.status_code == 429:
+            assert answer.headers["content-type"] == PROBLEM
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json() == RATE_LIMITED
+        else:
+            assert_problem(answer, 401, "UNAUTHENTICATED")
+    issued = (await shop.http.get(shop.url("coupon", f"/coupons/{coupon['id']}"))).json()
+    assert issued["issued_quantity"] == 0
 
 
 async def test_users_are_confined_to_their_own_data_through_the_gateway(
@@ -489,3 +545,222 @@ async def test_an_unreachable_service_is_a_problem_json_502(
         "detail": "The ranking service did not answer; retry in a moment.",
         "code": "SERVICE_UNAVAILABLE",
     }
+
+
+# ------------------------------------------------------------------ who a request counts against
+
+
+@pytest.fixture
+async def strict_gateway(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """A gateway whose issue limit is 1 a minute with a burst of 3: 4 requests of one client
+    pass, the 5th is 429."""
+    address, _ = recorder
+    async with Gateway(
+        tmp_path_factory.mktemp("gateway-strict"),
+        dict.fromkeys(SERVICES, address),
+        issue_rate="1r/m",
+        issue_burst=3,
+    ) as gw:
+        yield gw
+
+
+async def _issue_statuses(gateway: Gateway, authorizations: Sequence[str | None]) -> list[int]:
+    """POST /coupons/1/issue once per Authorization header (None: none), one after another."""
+    statuses = []
+    async with httpx.AsyncClient() as http:
+        for authorization in authorizations:
+            headers = {"Authorization": authorization} if authorization is not None else {}
+            r = await http.post(
+                f"{gateway.url}/coupons/1/issue", json={"user_id": 7}, headers=headers
+            )
+            statuses.append(r.status_code)
+    return statuses
+
+
+async def test_textual_variants_of_one_token_are_one_user(strict_gateway: Gateway) -> None:
+    """PyJWT accepts a token with `=` after its signature, and "bearer" in any case: the gateway
+    keys a token it verified by its subject, so every variant takes the same user's quota."""
+    token = mint(TEST_JWT_SECRET, "7", "user")
+    another_of_the_same_user = mint(TEST_JWT_SECRET, "7", "user", ttl_s=600)
+    variants = [
+        f"Bearer {token}",
+        f"Bearer {token}=",
+        f"bearer {token}",
+        f"Bearer {another_of_the_same_user}",
+        f"BEARER {token}=",
+        f"Bearer  {token}",
+    ]
+    assert await _issue_statuses(strict_gateway, variants) == [200] * 4 + [429] * 2
+    # Another user, and a request without a token, have buckets of their own.
+    others = [f"Bearer {mint(TEST_JWT_SECRET, '8', 'user')}", None]
+    assert await _issue_statuses(strict_gateway, others) == [200, 200]
+
+
+async def test_tokens_the_gateway_cannot_vouch_for_share_their_address_bucket(
+    strict_gateway: Gateway,
+) -> None:
+    """Expired, wrongly signed, unsigned and made-up tokens, each of another user: they count
+    against the one client address, as a request without a token does."""
+    now = int(time.time())
+    unverifiable = [
+        mint(TEST_JWT_SECRET, "21", "user", ttl_s=-60),
+        mint("z" * 48, "22", "user"),
+        f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': '23', 'role': 'user', 'exp': now + 60})}.",
+        mint(TEST_JWT_SECRET, "24", "user", nbf=now + 600),
+        "made-up-token-of-nobody-at-all",
+        mint(TEST_JWT_SECRET, "26", "user", ttl_s=-1),
+    ]
+    statuses = await _issue_statuses(strict_gateway, [f"Bearer {t}" for t in unverifiable])
+    assert statuses == [200] * 4 + [429] * 2
+    assert await _issue_statuses(strict_gateway, [None]) == [429]
+    # A verified user is not held back by its address.
+    assert await _issue_statuses(
+        strict_gateway, [f"Bearer {mint(TEST_JWT_SECRET, '27', 'user')}"]
+    ) == [200]
+
+
+# ------------------------------------------------------------------ slow clients and bodies
+
+
+class _SlowUpload:
+    """A request whose headers promise a body that never comes: nginx holds it while it waits
+    for the body (each wait up to client_body_timeout)."""
+
+    def __init__(self, port: int, path: str, authorization: str | None) -> None:
+        self.port, self.path, self.authorization = port, path, authorization
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def start(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        auth = f"Authorization: {self.authorization}\r\n" if self.authorization else ""
+        self.writer.write(
+            (
+                f"POST {self.path} HTTP/1.1\r\nHost: shop\r\n{auth}"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            ).encode()
+        )
+        await self.writer.drain()
+
+    async def answer(self, wait_s: float) -> bytes | None:
+        """What the gateway answered within wait_s; None while it still waits for the body."""
+        assert self.reader is not None
+        try:
+            answer = await asyncio.wait_for(self.reader.read(4096), wait_s)
+        except TimeoutError:
+            return None
+        while chunk := await self._more():
+            answer += chunk
+        return answer
+
+    async def _more(self) -> bytes:
+        assert self.reader is not None
+        try:
+            return await asyncio.wait_for(self.reader.read(4096), 0.2)
+        except TimeoutError:
+            return b""
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def test_a_slow_client_holds_only_its_own_slots_not_the_route(
+    recorder: tuple[str, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A route takes 8 requests in flight, a client 3. A user holding 5 slow uploads, and a
+    client with a made-up token doing the same from the same address: each gets 3 held and
+    429 for the rest, and another user's orders are answered as usual meanwhile."""
+    address, _ = recorder
+    slow_user = f"Bearer {mint(TEST_JWT_SECRET, '31', 'user')}"
+    other_user = {"Authorization": f"Bearer {mint(TEST_JWT_SECRET, '32', 'user')}"}
+    async with (
+        Gateway(
+            tmp_path_factory.mktemp("gateway-slow"),
+            dict.fromkeys(SERVICES, address),
+            settings={"GATEWAY_IN_FLIGHT_MAX": "8", "GATEWAY_CLIENT_IN_FLIGHT_MAX": "3"},
+        ) as gw,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        uploads = {
+            who: [_SlowUpload(gw.port, "/orders", authorization) for _ in range(5)]
+            for who, authorization in (("user", slow_user), ("made-up", "Bearer made.up.token"))
+        }
+        try:
+            for upload in [u for group in uploads.values() for u in group]:
+                await upload.start()
+            for who, group in uploads.items():
+                answers = await asyncio.gather(*(u.answer(1.0) for u in group))
+                held = [a for a in answers if a is None]
+                limited = [a for a in answers if a is not None]
+                assert len(held) == 3, (who, answers)
+                assert len(limited) == 2, (who, answers)
+                for answer in limited:
+                    assert answer.startswith(b"HTTP/1.1 429 "), answer
+                    assert b"RATE_LIMITED" in answer
+
+            for _ in range(3):
+                r = await http.post(f"{gw.url}/orders", json={"user_id": 32}, headers=other_user)
+                assert r.status_code == 200, r.text
+            assert (await http.get(f"{gw.url}/products")).status_code == 200
+            past_cap = await http.post(
+                f"{gw.url}/orders", json={"user_id": 31}, headers={"Authorization": slow_user}
+            )
+            assert_problem(past_cap, 429, "RATE_LIMITED")
+        finally:
+            for upload in [u for group in uploads.values() for u in group]:
+                upload.close()
+
+        # Closed uploads give their slots back.
+        deadline = time.monotonic() + 5
+        while True:
+            r = await http.post(
+                f"{gw.url}/orders", json={"user_id": 31}, headers={"Authorization": slow_user}
+            )
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert r.status_code == 200, r.text
+
+
+def _largest_order() -> bytes:
+    """The largest body POST /orders takes (API.md: 50 lines), pretty-printed."""
+    items = [{"product_id": 2**63 - 1 - i, "quantity": 1000} for i in range(50)]
+    body = {"user_id": 2**63 - 1, "items": items, "user_coupon_id": 2**63 - 1}
+    return json.dumps(body, indent=4).encode()
+
+
+async def test_bodies_are_limited_to_what_each_route_takes(recording_gateway: Gateway) -> None:
+    base = recording_gateway.url
+    name = "가" * 100  # the longest name, every character escaped
+    coupon = {
+        "name": name,
+        "discount_type": "PERCENT",
+        "discount_value": 100,
+        "total_quantity": 2**63 - 1,
+        "valid_days": 3650,
+        "min_order_amount": 2**63 - 1,
+    }
+    allowed = {
+        "/orders": _largest_order(),
+        "/coupons": json.dumps(coupon, indent=4).encode(),
+        "/products": json.dumps({"name": name, "price": 2**63 - 1, "stock": 2**63 - 1}).encode(),
+        "/points/7/charge": b'{"amount": 10000000}',
+    }
+    refused = {
+        "/orders": b"[" + b" " * (16 * 1024) + b"]",
+        "/coupons/5/issue": b"[" + b" " * (4 * 1024) + b"]",
+        "/products/3/stock": b"[" + b" " * (4 * 1024) + b"]",
+        "/points/7": b"[" + b" " * 1024 + b"]",
+        "/users/7/orders": b"[" + b" " * 1024 + b"]",
+    }
+    headers = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient() as http:
+        for path, body in allowed.items():
+            r = await http.post(f"{base}{path}", content=body, headers=headers)
+            assert r.status_code == 200, (path, len(body), r.text)
+        for path, body in refused.items():
+            r = await http.post(f"{base}{path}", content=body, headers=headers)
+            assert_problem(r, 413, "PAYLOAD_TOO_LARGE")

@@ -45,7 +45,9 @@ async def traced_shop(
             for name in ("point", "product", "coupon", "order", "ranking")
         }
         gateway = await stack.enter_async_context(
-            Gateway(tmp_path_factory.mktemp("traced-gateway"), upstreams)
+            Gateway(
+                tmp_path_factory.mktemp("traced-gateway"), upstreams, jwt_secret=system.secrets.jwt
+            )
         )
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=60, auth=ActAsUser(system.secrets.jwt))
