@@ -9,7 +9,9 @@ PostgreSQL are restarted. Then, with everything back, the invariants that say no
 - for every product, initial stock - units in PAID orders = stock;
 - no coupon issued past its total or twice to a user, and every used coupon belongs to exactly one
   PAID order, which used it;
-- every PAID order delivered to the data platform exactly once, and counted once in the ranking.
+- every PAID order delivered to the data platform exactly once, and counted once in the ranking;
+- no request answered 500, nor any 5xx but a 503 with Retry-After (API.md: while a part is away,
+  the requests it fails get 503 with Retry-After; a 500 is a bug, whatever restarted).
 
 A process that exits on its own during the run is started again, as its orchestrator would, and
 reported. `make chaos` runs it longer (python -m tests.chaos); `make test` runs one round.
@@ -62,6 +64,16 @@ class Report:
     revived: list[str] = field(default_factory=list)
     invariants: dict[str, str] = field(default_factory=dict)
     broken: list[str] = field(default_factory=list)
+    server_errors: Counter[str] = field(default_factory=Counter)
+    """Answers no request should get: a 500, or another 5xx than a 503 with Retry-After."""
+
+    def answered(self, kind: str, response: httpx.Response) -> None:
+        self.answers[f"{kind} {response.status_code}"] += 1
+        if response.status_code >= 500 and not (
+            response.status_code == 503 and "retry-after" in response.headers
+        ):
+            retry_after = "" if "retry-after" in response.headers else " without Retry-After"
+            self.server_errors[f"{kind} {response.status_code}{retry_after}"] += 1
 
     def lines(self) -> list[str]:
         out = [f"faults injected ({len(self.faults)}): {', '.join(self.faults)}"]
@@ -175,7 +187,7 @@ async def load(shop: Shop, plan: Plan, report: Report, stop: asyncio.Event) -> N
                         "user_coupon_id": held.pop(user, None) if random.random() < 0.5 else None,
                     },
                 )
-            report.answers[f"{kind} {r.status_code}"] += 1
+            report.answered(kind, r)
         except httpx.HTTPError as exc:
             report.answers[f"{kind} {type(exc).__name__}"] += 1
 
@@ -465,4 +477,7 @@ async def run(plan: Plan) -> Report:
         await inject(shop, plan, report)
         await settle(shop, plan, report)
         await check(shop, plan, report)
+    report.broken += [
+        f"answered {what}: {n} time(s)" for what, n in sorted(report.server_errors.items())
+    ]
     return report

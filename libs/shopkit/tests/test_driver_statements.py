@@ -1,6 +1,8 @@
 """Statements the driver runs itself. Hot reads (shopkit.database.engine.Prepared.alone) run on the pool's own
 connections, in autocommit, and give them back: the pool never grows, a broken connection is
-dropped instead of handed out again, and what a statement writes is committed when it returns.
+dropped instead of handed out again, one the server closed while it sat in the pool (a restart)
+is replaced before anything is sent on it, a read that loses its connection under it runs again
+on another (a write does not), and what a statement writes is committed when it returns.
 Prepared statements run inside the session's transaction, whatever ran before them."""
 
 import asyncio
@@ -9,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, insert, select, text
+from sqlalchemy import BigInteger, Column, MetaData, Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shopkit.database.engine import Prepared, create_engine
 from shopkit.ops.faults import is_transient
 from shopkit.settings import ServiceSettings
-from shopkit.testing import asyncpg_dsn
+from shopkit.testing import asyncpg_dsn, eventually
 
 
 async def fetch_row(engine: AsyncEngine, sql: str, **params: Any) -> asyncpg.Record | None:
@@ -77,31 +79,156 @@ async def test_a_broken_connection_is_dropped_not_handed_out_again(engine: Async
     assert survivors == len(pids)  # every connection handed out afterwards is alive
 
 
-async def test_a_pooled_connection_the_server_closed_meanwhile_fails_transiently(
-    settings: ServiceSettings,
-) -> None:
-    """The server restarted while the connection sat in the pool: the statement alone fails as
-    a lost connection (a request gets 503, not 500) and the next one gets a new connection."""
-    one = create_engine(
+async def _terminate(database_url: str, *pids: int) -> None:
+    """Ends the server's side of connections, as a restart does, and waits until the client's
+    side has read it (the end of the socket reaches asyncpg as the event loop runs)."""
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids)
+        await eventually(lambda: _none_left(admin, pids), interval_s=0.01, timeout_s=10)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.1)
+
+
+async def _none_left(admin: asyncpg.Connection, pids: tuple[int, ...]) -> bool:
+    found = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+    )
+    return bool(found == 0)
+
+
+def _one_connection(settings: ServiceSettings, size: int = 1) -> AsyncEngine:
+    return create_engine(
         settings.model_copy(
-            update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_pre_ping": False}
+            update={"db_pool_size": size, "db_max_overflow": 0, "db_pool_pre_ping": False}
         )
     )
+
+
+@pytest.mark.parametrize("kind", ["read", "write"])
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_the_statement(
+    settings: ServiceSettings, kind: str
+) -> None:
+    """The server restarted while the connection sat in the pool: the pool hands out a new
+    connection instead (nothing was sent on the closed one, so even a write runs, once), and
+    the request never sees it."""
+    one = _one_connection(settings)
     try:
         pid = await fetch_value(one, "SELECT pg_backend_pid()")
-        admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-        try:
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
-        await asyncio.sleep(0.2)  # the terminated backend's socket closes
-        with pytest.raises(DBAPIError) as lost:
-            await fetch_value(one, "SELECT 1")
-        assert lost.value.connection_invalidated
-        assert is_transient(lost.value)
-        assert await fetch_value(one, "SELECT pg_backend_pid()") != pid
+        await _terminate(settings.database_url, pid)
+        if kind == "read":
+            assert await fetch_value(one, "SELECT pg_backend_pid()") not in (None, pid)
+        else:
+            written = await fetch_value(
+                one, "INSERT INTO effects (amount) VALUES (:a) RETURNING id", a=17
+            )
+            assert (
+                await fetch_value(
+                    one, "SELECT count(*) FROM effects WHERE id = :id AND amount = 17", id=written
+                )
+                == 1
+            )
     finally:
         await one.dispose()
+
+
+async def test_sessions_get_no_closed_connection_either(settings: ServiceSettings) -> None:
+    """SQLAlchemy's statements and the driver's in a session, on the same pool."""
+    one = _one_connection(settings)
+    sessions = async_sessionmaker(one)
+    try:
+        pid = await fetch_value(one, "SELECT pg_backend_pid()")
+        await _terminate(settings.database_url, pid)
+        async with sessions() as session:
+            assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar() != pid
+        pid = await fetch_value(one, "SELECT pg_backend_pid()")
+        await _terminate(settings.database_url, pid)
+        async with sessions() as session:
+            row = await Prepared(text("SELECT pg_backend_pid()")).fetchrow(session)
+            assert row is not None
+            assert row[0] != pid
+    finally:
+        await one.dispose()
+
+
+async def test_one_closed_connection_recycles_every_older_one_at_its_next_checkout(
+    settings: ServiceSettings,
+) -> None:
+    """The pool is invalidated as a whole (a closed connection means the server restarted), so
+    a connection opened before it, even one that looks alive, is not handed out again."""
+    two = _one_connection(settings, size=2)
+    try:
+        async with two.connect() as held:
+            alive = (await held.get_raw_connection()).driver_connection.get_server_pid()
+            async with two.connect() as other:
+                closed = (await other.get_raw_connection()).driver_connection.get_server_pid()
+            await _terminate(settings.database_url, closed)
+            async with two.connect() as replaced:
+                pid = (await replaced.get_raw_connection()).driver_connection.get_server_pid()
+                assert pid not in (alive, closed)
+        pids = {await fetch_value(two, "SELECT pg_backend_pid()") for _ in range(4)}
+        assert alive not in pids
+        assert len(pids) == 2  # the pool's two, both opened after the restart was seen
+    finally:
+        await two.dispose()
+
+
+async def _lose_the_connection_under(
+    engine: AsyncEngine, statement: Prepared
+) -> tuple[int, "asyncio.Task[asyncpg.Record | None]"]:
+    """Runs `statement` (which sleeps) alone and ends its backend while it runs: that backend's
+    pid, and the statement's task."""
+    running = asyncio.create_task(statement.alone(engine))
+    admin = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    try:
+
+        async def sleeping() -> int | None:
+            pid: int | None = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(%'"
+                " AND pid <> pg_backend_pid()"
+            )
+            return pid
+
+        killed: int = await eventually(sleeping, interval_s=0.01, timeout_s=10)
+        await admin.execute("SELECT pg_terminate_backend($1)", killed)
+    finally:
+        await admin.close()
+    return killed, running
+
+
+async def test_a_read_that_loses_its_connection_under_it_runs_again_on_another(
+    engine: AsyncEngine,
+) -> None:
+    read = Prepared(select(func.pg_backend_pid(), func.pg_sleep(0.5).label("slept")))
+    assert read.rerunnable
+    killed, running = await _lose_the_connection_under(engine, read)
+    row = await running
+    assert row is not None
+    assert row[0] != killed  # answered on a live connection
+
+
+async def test_a_write_that_loses_its_connection_under_it_is_not_run_again(
+    engine: AsyncEngine,
+) -> None:
+    """Once sent, a write may have committed: it fails as a lost connection (503), once."""
+    write = Prepared(text("INSERT INTO effects (amount) SELECT 41 FROM pg_sleep(0.5) RETURNING id"))
+    assert not write.rerunnable
+    _, running = await _lose_the_connection_under(engine, write)
+    with pytest.raises(DBAPIError) as lost:
+        await running
+    assert lost.value.connection_invalidated
+    assert is_transient(lost.value)
+    assert await fetch_value(engine, "SELECT count(*) FROM effects WHERE amount = 41") == 0
+
+
+def test_only_plain_selects_are_rerunnable_unless_said() -> None:
+    assert Prepared(select(_effects.c.id)).rerunnable
+    assert not Prepared(insert(_effects).values(amount=bindparam("a"))).rerunnable
+    assert not Prepared(text("SELECT 1")).rerunnable  # text says nothing: the caller does
+    assert Prepared(text("SELECT 1"), rerunnable=True).rerunnable
+    writing_cte = insert(_effects).values(amount=bindparam("a")).returning(_effects.c.id).cte("w")
+    assert not Prepared(select(writing_cte.c.id)).rerunnable
 
 
 _effects = Table(

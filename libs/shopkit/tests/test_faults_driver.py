@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from asyncpg.exceptions import _base as asyncpg_base
 from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
@@ -42,8 +41,13 @@ def wrapped(driver_error: Exception, *, invalidated: bool = False) -> DBAPIError
     return wrapper
 
 
+class InvalidQueryInput(asyncpg.exceptions.InterfaceError, ValueError):
+    """As asyncpg's client-side "invalid query input" DataError is made (private to asyncpg,
+    raised by versions before 0.32): an InterfaceError that is also a ValueError."""
+
+
 def test_asyncpg_s_refusal_of_a_value_wrapped_as_interface_error_is_permanent() -> None:
-    refused = asyncpg_base.DataError(OUT_OF_INT64)  # asyncpg's "invalid query input"
+    refused = InvalidQueryInput(OUT_OF_INT64)
     error = wrapped(refused)
     assert isinstance(error, InterfaceError)  # what made it transient before
     assert sqlstate_of(error) is None
@@ -86,8 +90,20 @@ def test_outages_and_contention_stay_transient() -> None:
     )
     assert isinstance(wrapped(closed), InterfaceError)
     assert is_transient(wrapped(closed))  # no SQLSTATE, not bad data: its wrapper says lost
+    assert is_transient(closed)  # unwrapped: asyncpg's own words for a lost connection
+    assert is_transient(ConnectionResetError("reset by peer"))
     assert is_transient(TimeoutError())
     assert is_transient(PoolTimeout("no connection free"))
+
+
+def test_asyncpg_s_other_refusals_are_not_outages() -> None:
+    busy = asyncpg.exceptions.InterfaceError(
+        "cannot perform operation: another operation is in progress"
+    )
+    assert not is_transient(busy)  # a bug of ours, however often it is retried
+    misconfigured = asyncpg.exceptions.ClientConfigurationError("invalid sslmode")
+    assert not is_bad_data(misconfigured)
+    assert not is_transient(misconfigured)
 
 
 def test_a_timeout_of_the_work_is_told_from_an_outage() -> None:

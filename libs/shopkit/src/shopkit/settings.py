@@ -62,7 +62,9 @@ class ServiceSettings(BaseSettings):
     db_pool_pre_ping: bool = Field(
         default=False,
         description="Ping each connection on checkout (3 extra round trips with asyncpg). Off: "
-        "connections are recycled every db_pool_recycle_s and failed work is retried instead.",
+        "a connection the server closed (a restart) is replaced at checkout without a round "
+        "trip (shopkit.database.engine), connections are recycled every db_pool_recycle_s, and "
+        "work that failed for a lost connection is retried (consumers) or answered 503.",
     )
     db_pool_recycle_s: int = 1_800
 

@@ -180,6 +180,7 @@ async def test_unreachable_redis_is_a_quick_503_and_issues_nothing(
     ):
         r = await other.post(f"/coupons/{coupon['id']}/issue", json={"user_id": 31})
         assert_problem(r, 503, "SERVICE_UNAVAILABLE")
+        assert r.headers["Retry-After"] == "1"  # every 503 says when to try again
         # Ready all the same (reads and the saga's pricing need no Redis), Redis named degraded.
         ready = await other.get("/readyz")
         assert ready.status_code == 200

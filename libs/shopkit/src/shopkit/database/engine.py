@@ -8,11 +8,21 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    MetaData,
+    Select,
+    String,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -101,7 +111,8 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
     (shopkit.database.gate); a request that cannot get a connection within db_pool_timeout_s
     fails with sqlalchemy's TimeoutError (answered 503). Its transactions are sent on the
     driver's connection (shopkit.database.transaction), so the driver's own statements
-    (Prepared) share them."""
+    (Prepared) share them. A connection the server closed is never handed out
+    (`_refuse_closed`)."""
     engine = create_async_engine(
         settings.database_url,
         **transaction.ENGINE_OPTIONS,
@@ -122,9 +133,26 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         },
     )
     transaction.own_transactions(engine)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
     guard(engine, settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout_s)
     tracing.instrument_engine(engine)
     return engine
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's checkout event: a connection the server closed (PostgreSQL restarted, or ended
+    that backend) is replaced before anything is sent on it, instead of failing the statement
+    it was taken for. asyncpg reads the server's goodbye and the end of the socket as they come,
+    so `is_closed()` knows without a round trip (the pre-ping setting costs three per checkout).
+
+    Raising InvalidatePoolError is SQLAlchemy's public way of saying so from this event: the
+    pool reconnects this entry at once (a database still away fails the checkout with its
+    connection error, answered 503) and recycles, at their next checkout, every connection
+    opened before now: when one is found closed the server restarted, and the others predate
+    the restart too, even any whose end asyncpg has not read yet. Each process's pool finds
+    this once, at its first checkout after the restart, and no request fails for it."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise InvalidatePoolError("the server closed this pooled connection")
 
 
 def _json_dumps(value: Any) -> str:
@@ -160,9 +188,29 @@ async def _alone(
     engine: AsyncEngine, statement: "Prepared", params: Mapping[str, Any]
 ) -> asyncpg.Record | None:
     """`statement` on a connection of `engine`'s pool that nothing is begun on (it commits
-    alone). A connection that broke under it (the server restarted) is invalidated, and the
-    failure reads as SQLAlchemy's lost connection, transient (shopkit.ops.faults): a request
-    then gets 503, not 500, as with a statement in a session."""
+    alone). The pool hands out no connection the server had closed (`_refuse_closed`); one that
+    breaks under the statement (the server went away meanwhile) is invalidated, and the failure
+    reads as SQLAlchemy's lost connection, transient (shopkit.ops.faults): a request then gets
+    503, not 500, as with a statement in a session.
+
+    A statement that may run twice (`Prepared.rerunnable`, a read) is then run once more on
+    another connection: a connection can end under a statement without the database being
+    away (its backend ended alone, or asyncpg had not yet read that the server closed it), and
+    if the database is away, that checkout fails as any request's would (503). A write
+    is not: once sent it may have committed, and only its caller knows whether doing it again
+    is harmless (a charge is not). What was surely never sent (the pool's connection found
+    closed at checkout) is retried for every statement, by the pool itself."""
+    try:
+        return await _on_pooled_connection(engine, statement, params)
+    except DBAPIError as error:
+        if not (error.connection_invalidated and statement.rerunnable):
+            raise
+    return await _on_pooled_connection(engine, statement, params)
+
+
+async def _on_pooled_connection(
+    engine: AsyncEngine, statement: "Prepared", params: Mapping[str, Any]
+) -> asyncpg.Record | None:
     pooled = await engine.raw_connection()
     broken: BaseException | None = None
     try:
@@ -199,10 +247,19 @@ class Prepared:
     every saga event runs. Rows are asyncpg Records (by column name or position); parameters go
     through the statement's types' bind processors, results through the connection's codecs."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, *, rerunnable: bool | None = None) -> None:
+        """`rerunnable`: whether running the statement twice does what running it once does, so
+        that `alone` may run it again when its connection broke under it. By default only a
+        SELECT construct that compiles to a plain SELECT (no WITH: PostgreSQL takes a
+        data-modifying statement only in a top-level WITH); a text() statement says so itself."""
         compiled = statement.compile(dialect=_ASYNCPG)
         assert isinstance(compiled, SQLCompiler)
         self.sql: Final = compiled.string
+        self.rerunnable: Final = (
+            rerunnable
+            if rerunnable is not None
+            else isinstance(statement, Select) and self.sql.lstrip().upper().startswith("SELECT")
+        )
         self._names = tuple(compiled.positiontup or ())
         binds = [compiled.binds[name] for name in self._names]
         self._processors = tuple(

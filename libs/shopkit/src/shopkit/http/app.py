@@ -32,6 +32,9 @@ from shopkit.settings import ServiceSettings
 log = get_logger(__name__)
 
 MAX_ID = INT64_MAX  # ids are bigints; so are the amounts events carry (shop_contracts)
+RETRY_AFTER_S = "1"
+"""Every 503 a request gets says when to try again (API.md: never a 500 because a dependency
+restarted, a 503 with Retry-After while it is away)."""
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 
@@ -51,6 +54,8 @@ def problem(status: int, code: ErrorCode, title: str, detail: str, **extra: Any)
 async def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     response = problem(exc.status, exc.code, exc.title, exc.detail)
+    if exc.status == 503:  # a use case's own "not now" (shopkit.errors.Unavailable), as below
+        response.headers["Retry-After"] = RETRY_AFTER_S
     if isinstance(exc, Unauthenticated):
         response.headers["WWW-Authenticate"] = 'Bearer realm="shop"'  # RFC 6750
     return response
@@ -83,7 +88,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 def _unavailable(title: str, detail: str) -> Response:
     """503 with Retry-After: the request may be sent again in a moment."""
     response = problem(503, ErrorCode.SERVICE_UNAVAILABLE, title, detail)
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = RETRY_AFTER_S
     return response
 
 

@@ -10,11 +10,16 @@ PostgreSQL failures are classified by the driver's own error, whatever SQLAlchem
 (its `orig`, and what it was raised from): first, bad data is permanent, always: a data
 exception or an integrity violation (SQLSTATE classes 22 and 23, asyncpg's DataError and
 IntegrityConstraintViolationError and their subclasses) and asyncpg's refusal to encode an
-argument (a value outside int64 for a bigint: its DataError, raised before anything is sent,
-which SQLAlchemy may wrap in an InterfaceError or a lost connection). Then the SQLSTATE
+argument (a value outside int64 for a bigint, raised before anything is sent, which SQLAlchemy
+may wrap in an InterfaceError or a lost connection: asyncpg 0.32 raises it as the server's
+class-22 DataError, older ones as an InterfaceError that is also a ValueError). Then the SQLSTATE
 (https://www.postgresql.org/docs/current/errcodes-appendix.html), which asyncpg reports on every
 server error and SQLAlchemy keeps on the error it wraps. Only an error without either is judged
-by its wrapper (a lost connection, SQLAlchemy's InterfaceError or OperationalError: transient).
+by its wrapper (a lost connection, SQLAlchemy's InterfaceError or OperationalError: transient),
+or, unwrapped, as the driver's lost connection: asyncpg's InterfaceError 'connection is closed'
+(what it raises, before sending anything, for a statement on a connection the server closed:
+SQLAlchemy's asyncpg dialect recognises it by the same words), ConnectionDoesNotExistError
+(SQLSTATE 08003) and the socket's own errors (ConnectionResetError, …) are transient.
 
 Among transient failures, `is_timeout` tells the work's own slowness (the database cancelled its
 statement at statement_timeout or lock_timeout, or it raised TimeoutError) from an outage: a
@@ -25,7 +30,6 @@ answers (shopkit.messaging.retry).
 from collections.abc import Iterator
 
 import asyncpg
-from asyncpg.exceptions import _base as asyncpg_base
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -44,11 +48,10 @@ PERMANENT_SQLSTATE_CLASSES = frozenset(
     }
 )
 BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.DataError,  # the server's class 22, and asyncpg's argument encoding
+    asyncpg.exceptions.DataError,  # the server's class 22, and asyncpg 0.32's argument encoding
     asyncpg.exceptions.IntegrityConstraintViolationError,  # the server's class 23
-    asyncpg_base.DataError,  # "invalid query input": an InterfaceError (and a ValueError)
 )
-"""The driver's errors that say the data itself is wrong."""
+"""The driver's errors that say the data itself is wrong (with `_is_refused_argument`)."""
 TIMEOUT_SQLSTATES = frozenset(
     {
         "57014",  # query_canceled: statement_timeout (or a cancel request)
@@ -108,6 +111,25 @@ def sqlstate_of(exc: BaseException) -> str | None:
     return None
 
 
+def _is_refused_argument(error: BaseException) -> bool:
+    """asyncpg's client-side "invalid query input" before 0.32 (and wherever it still raises
+    it): an InterfaceError that is also a ValueError, by its public classes (the class itself is
+    private to asyncpg), apart from a client configuration error (also both)."""
+    return (
+        isinstance(error, asyncpg.exceptions.InterfaceError)
+        and isinstance(error, ValueError)
+        and not isinstance(error, asyncpg.exceptions.ClientConfigurationError)
+    )
+
+
+def _is_closed_connection(error: BaseException) -> bool:
+    """asyncpg's refusal to use a connection that is closed (the server ended it): the same test
+    as SQLAlchemy's asyncpg dialect (`is_disconnect`) makes without a connection at hand."""
+    return isinstance(error, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(
+        error
+    )
+
+
 def is_transient_sqlstate(code: str) -> bool:
     return code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES
 
@@ -117,7 +139,7 @@ def is_bad_data(exc: BaseException) -> bool:
     data exception or integrity violation (by class or by SQLSTATE) or an argument asyncpg
     could not encode."""
     for error in _chain(exc):
-        if isinstance(error, BAD_DATA_ERRORS):
+        if isinstance(error, BAD_DATA_ERRORS) or _is_refused_argument(error):
             return True
         code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
         if isinstance(code, str) and code[:2] in PERMANENT_SQLSTATE_CLASSES:
@@ -148,6 +170,8 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
             return True
         if isinstance(error, OSError | TimeoutError | ConnectionError):
+            return True
+        if _is_closed_connection(error):
             return True
         if _is_transient_foreign(error):
             return True

@@ -23,6 +23,8 @@ from shopkit.messaging.kafka import Producer
 from shopkit.settings import ServiceSettings
 from shopkit.testing.consumers import running_consumer
 from shopkit.testing.peers import Answer, HttpPeer, served_peer
+from shopkit.testing.postgres import PrivatePostgres
+from shopkit.testing.postgres import private_postgres as _private_postgres
 from shopkit.testing.servers import running_server
 from shopkit.testing.service import ServiceUnderTest
 from shopkit.testing.throwaway import (
@@ -139,6 +141,15 @@ def http_peer() -> ServePeer:
     """`http_peer(answer)`: an HTTP peer of the test's making served until the block ends;
     yields the HttpPeer (its `url`, the `requests` it got)."""
     return served_peer
+
+
+@pytest.fixture(scope="module")
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL server of the module's own, to restart or kill -9 (`restart`, `stop`,
+    `start`, `kill`; `admin_dsn` for temp_database and start_system): the shared one serves
+    every other test meanwhile. shopkit.testing.postgres."""
+    async with _private_postgres() as server:
+        yield server
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from shopkit.testing.servers import free_port
-from shopkit.testing.throwaway import temp_database
+from shopkit.testing.throwaway import ADMIN_DSN, temp_database
 
 
 def _workspace_root() -> Path:
@@ -124,10 +124,16 @@ SERVICES = ("point", "product", "coupon", "order")
 
 
 async def start_system(
-    stack: AsyncExitStack, topic_prefix: str, extra_env: dict[str, str]
+    stack: AsyncExitStack,
+    topic_prefix: str,
+    extra_env: dict[str, str],
+    admin_dsn: str = ADMIN_DSN,
 ) -> System:
+    """The four services, each on a throwaway database of the server of `admin_dsn` (the
+    shared stack's by default; a test's own to restart: shopkit.testing.postgres)."""
     urls = {
-        name: await stack.enter_async_context(temp_database(f"e2e_{name}")) for name in SERVICES
+        name: await stack.enter_async_context(temp_database(f"e2e_{name}", admin_dsn))
+        for name in SERVICES
     }
     run_secrets = Secrets()
     shared = {

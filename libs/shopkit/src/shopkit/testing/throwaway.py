@@ -48,19 +48,20 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 
 
 @asynccontextmanager
-async def temp_database(name_prefix: str) -> AsyncIterator[str]:
-    """A fresh empty database; yields its SQLAlchemy URL and drops it afterwards."""
+async def temp_database(name_prefix: str, admin_dsn: str = ADMIN_DSN) -> AsyncIterator[str]:
+    """A fresh empty database on the server of `admin_dsn` (the shared stack's by default);
+    yields its SQLAlchemy URL and drops it afterwards."""
     name = unique(f"t_{name_prefix}_")
-    admin = await asyncpg.connect(ADMIN_DSN)
+    admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         yield f"{base}/{name}"
     finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
+        admin = await asyncpg.connect(admin_dsn)
         try:
             for attempt in range(20):
                 try:
