@@ -2,7 +2,9 @@
 bare reference app, drives HTTP with wrk (a compiled load generator; Python only sets up and
 checks), and prints one line per scenario:
 
-    bench <scenario>: <rate>/s p50=<ms> p99=<ms> ratio=<x|-> ok|FAILED
+    bench <scenario>: <rate>/s p50=<ms> p99=<ms> ratio=<x|-> [cpu/order=<ms>ms] ok|FAILED
+
+(the order scenarios add their CPU per PAID order, and a line `cost <scenario>: …` by process)
 
 then writes results.json, report.md and PNG charts to benchmarks/reports/<UTC time>/. Exits
 non-zero when an invariant check failed. Sizes and durations: BENCH_* variables (config.py);
@@ -42,6 +44,7 @@ def scenario_runners(bench: Bench) -> dict[str, Callable[[], Awaitable[Outcome]]
         "top5-read": bench.top5_read,
         "orders": lambda: orders.stepped(bench),
         "orders-hold": lambda: orders.hold(bench),
+        "orders-wait": lambda: orders.closed_loop(bench),
         "tracing-cost": lambda: orders.tracing_cost(bench),
         "idle": bench.idle,
     }
@@ -92,6 +95,8 @@ async def run(config: Config, context: dict[str, Any]) -> list[Outcome]:
                 outcome.checks.append(Check("ran", False, repr(exc)))
             outcomes.append(outcome)
             print(outcome.line(), flush=True)
+            if (cost := outcome.cost_line()) is not None:
+                print(cost, flush=True)
         log("stopping")
     return outcomes
 
