@@ -93,6 +93,10 @@ class Config:
         default_factory=lambda: os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
     )
     only: tuple[str, ...] = field(default_factory=_only)
+    ab: str = field(default_factory=lambda: os.environ.get("BENCH_AB", "").strip())
+    """a commit: run orders-wait (and /win) on it and on the working tree, side by side"""
+    ab_rounds: int = field(default_factory=lambda: max(1, _int("AB_ROUNDS", 1)))
+    """BENCH_AB: rounds of A then B (medians reported)"""
 
     def references(self) -> tuple[str, ...]:
         """The reference routes the chosen scenarios need, in first-use order."""

@@ -100,11 +100,20 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(outcomes: list[Outcome], directory: Path, context: dict[str, Any]) -> Path:
+def write_report(
+    outcomes: list[Outcome],
+    directory: Path,
+    context: dict[str, Any],
+    *,
+    sections: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """results.json (with `extra` at its top level), report.md (with `sections`, Markdown lines,
+    after the summary table) and the charts."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(
         json.dumps(
-            {"context": context, "results": [o.summary() for o in outcomes]},
+            {"context": context, **(extra or {}), "results": [o.summary() for o in outcomes]},
             indent=2,
             default=str,
         )
@@ -134,6 +143,7 @@ def write_report(outcomes: list[Outcome], directory: Path, context: dict[str, An
             f"| {o.wrk.requests if o.wrk else '-'} | {_statuses(o.wrk)} | {o.reference or '-'} "
             f"| {_num(o.ratio, 3)} | {'ok' if o.ok else '**FAILED**'} |"
         )
+    lines += ["", *(sections or [])]
     lines += ["", *(f"![{title}]({name})" for title, name in charts), ""]
     lines += _cpu_table(outcomes) + _order_cost_table(outcomes) + _connections_table(outcomes)
     lines += ["## Checks and notes", ""]
