@@ -51,7 +51,7 @@ contracts-check: deps ## fail when the committed contracts differ or a change is
 token: deps ## mint a demo JWT (12 h): make token ROLE=user SUB=42, make token ROLE=admin
 	@$(UV) run python -W ignore -c "from shopkit.http.auth import mint; print(mint('$${JWT_SECRET:-local-dev-secret}', '$(or $(SUB),1)', '$(or $(ROLE),user)', ttl_s=12 * 3600))"
 
-bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report with charts (BENCH_* vars)
+bench: deps stack ## benchmarks: wrk load vs a bare reference, checks, report with charts (BENCH_* vars; BENCH_AB=HEAD~3: cost of an order, that commit vs the working tree)
 	@command -v wrk >/dev/null || $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y wrk
 	$(UV) run python -W ignore::UserWarning -m benchmarks
 

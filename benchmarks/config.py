@@ -14,6 +14,7 @@ SCENARIOS: Final = (
     "top5-read",
     "orders",
     "orders-hold",
+    "orders-wait",
     "tracing-cost",
     "idle",
 )
@@ -24,6 +25,7 @@ REFERENCE_OF: Final = {
     "charge-hot": "win",
     "product-read": "read",
     "top5-read": "read",
+    "orders-wait": "win",
 }
 """scenario → the route of benchmarks/reference.py doing the least that scenario needs"""
 
@@ -73,6 +75,8 @@ class Config:
     order_hold_s: float = field(default_factory=lambda: _float("ORDER_HOLD_S", 60))
     order_wait_s: float = field(default_factory=lambda: _float("ORDER_WAIT_S", 120))
     """how long a step waits, after its load, for every order to be PAID or FAILED"""
+    order_wait_load_s: float = field(default_factory=lambda: _float("ORDER_WAIT_LOAD_S", 15))
+    """orders-wait: how long the closed-loop clients place orders (Prefer: wait=30)"""
     order_p99_limit_ms: float = field(default_factory=lambda: _float("ORDER_P99_LIMIT_MS", 1000))
     order_price: int = field(default_factory=lambda: _int("ORDER_PRICE", 1_000))
     order_quantity: int = field(default_factory=lambda: _int("ORDER_QUANTITY", 1))
@@ -89,6 +93,10 @@ class Config:
         default_factory=lambda: os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/12")
     )
     only: tuple[str, ...] = field(default_factory=_only)
+    ab: str = field(default_factory=lambda: os.environ.get("BENCH_AB", "").strip())
+    """a commit: run orders-wait (and /win) on it and on the working tree, side by side"""
+    ab_rounds: int = field(default_factory=lambda: max(1, _int("AB_ROUNDS", 1)))
+    """BENCH_AB: rounds of A then B (medians reported)"""
 
     def references(self) -> tuple[str, ...]:
         """The reference routes the chosen scenarios need, in first-use order."""

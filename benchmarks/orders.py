@@ -1,10 +1,17 @@
-"""Orders end to end at fixed arrival rates: wrk paces POST /orders (its Lua delay(), see
-lua/common.lua), then the orders' own timestamps in the order database give POST → PAID.
+"""Orders end to end: wrk sends POST /orders, then the orders' own timestamps in the order
+database give POST → PAID. Two ways to send them, with the same setup, wait and checks:
+
+- paced (`orders`, `orders-hold`, `tracing-cost`): at a fixed arrival rate (wrk's Lua delay(),
+  see lua/common.lua), each answered 202 at once;
+- closed loop (`orders-wait`): every connection sends `Prefer: wait=30` and places its next
+  order once the answer (201, the order PAID or FAILED) came back, so the shop runs as fast as it
+  can: PAID/s is its capacity and CPU per PAID order its cost.
 
 Every step has its own users (pre-charged by inserting into the point database's `balances`)
 and its own product (created through the API with enough stock), so one step's checks never
 see another step's orders: every order terminal, all PAID, the balances dropped by exactly
-Σ totals of the PAID orders and the stock by exactly Σ their units."""
+Σ totals of the PAID orders and the stock by exactly Σ their units. Every step reports the CPU
+milliseconds per PAID order (benchmarks/cost.py)."""
 
 import asyncio
 import math
@@ -14,17 +21,24 @@ from typing import Any
 
 from benchmarks import wrk
 from benchmarks.checks import Check, answers, equal, rows_match_answers
+from benchmarks.cost import Cost, describe, per_order
 from benchmarks.measure import Figures
 from benchmarks.scenarios import Bench, log
 from benchmarks.stats import Outcome, percentile
 
 BALANCE_ORDERS = 50
 """each user's starting balance pays this many orders"""
+PREFER_WAIT_S = 30
+"""closed loop: `Prefer: wait=` of every POST (the API's most)"""
+CLOSED_LOOP_USERS_PER_S = 1_000
+"""closed loop: users prepared per second of load, far above what the saga pays (a user gets
+a second order only beyond that; each is funded for BALANCE_ORDERS)"""
 
 
 @dataclass
 class Step:
-    target: float
+    target: float | None
+    """offered orders/s; None: closed loop"""
     seconds: float
     post_rate: float = 0.0
     """POST /orders answered per second (wrk)"""
@@ -44,7 +58,22 @@ class Step:
     held: bool = False
     checks: list[Check] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_paid: float | None = None
+    """CPU ms per PAID order over the shop's processes (benchmarks/cost.py)"""
+    cpu_ms_per_paid_by_process: dict[str, float] = field(default_factory=dict)
+    harness_cpu_ms_per_paid: dict[str, float] = field(default_factory=dict)
+    """wrk and the bench's own Python, per PAID order (not in cpu_ms_per_paid)"""
     connections: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(
+            self.cpu_ms_per_paid, self.cpu_ms_per_paid_by_process, self.harness_cpu_ms_per_paid
+        )
+
+    @property
+    def label(self) -> str:
+        return "closed loop" if self.target is None else f"{self.target:g}/s"
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,13 +82,16 @@ class Step:
 
 
 async def run_step(
-    bench: Bench, target: float, seconds: float
+    bench: Bench, target: float | None, seconds: float
 ) -> tuple[Step, wrk.WrkResult, Figures]:
+    """Orders at `target`/s (paced) or, for None, closed loop, for `seconds`; then the wait
+    until every order is terminal, the figures and the checks."""
     c = bench.config
     order_db, point_db = bench.dbs.c["order"], bench.dbs.c["point"]
     step = Step(target=target, seconds=seconds, p99_limit_ms=c.order_p99_limit_ms)
     price, quantity = c.order_price, c.order_quantity
-    pool = math.ceil(target * seconds * 1.1) + c.connections
+    per_s = CLOSED_LOOP_USERS_PER_S if target is None else target
+    pool = math.ceil(per_s * seconds * 1.1) + c.connections
     first = bench.users.take()
     last = first + pool - 1
     balance = price * quantity * BALANCE_ORDERS
@@ -73,7 +105,7 @@ async def run_step(
     stock = pool * BALANCE_ORDERS * quantity
     product = await bench.shop.create_product(price, stock)
 
-    log(f"orders at {target:g}/s for {seconds:g} s ({pool} users, product {product})")
+    log(f"orders {step.label} for {seconds:g} s ({pool} users, product {product})")
     await bench.meter.start()
     result = await _post_orders(bench, target, seconds, first, pool, product)
     ended = time.monotonic()
@@ -81,6 +113,7 @@ async def run_step(
     step.drain_s = time.monotonic() - ended
     figures = await bench.meter.stop([("wrk", result.cpu_s)])
     step.cpu_s, step.connections = figures.cpu_s, figures.connections
+    answered = "201" if target is None else "202"
 
     rows = await order_db.fetch(
         "SELECT status, coalesce(failure_reason, '') AS reason, count(*) AS n FROM orders"
@@ -106,6 +139,9 @@ async def run_step(
         )
     ]
     step.p50_ms, step.p99_ms = percentile(latencies, 50), percentile(latencies, 99)
+    cost = per_order(step.cpu_s, step.paid)
+    step.cpu_ms_per_paid = cost.total_ms
+    step.cpu_ms_per_paid_by_process, step.harness_cpu_ms_per_paid = cost.by_group, cost.harness
     step.max_ms = max(latencies, default=0.0)
     span = await order_db.fetchval(
         "SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM orders"
@@ -127,8 +163,10 @@ async def run_step(
     accounts, left = await bench.dbs.balances(first, last)
     stock_left = (await bench.shop.get("product", f"/products/{product}"))["stock"]
     step.checks = [
-        answers(result, {"202"}),
-        rows_match_answers("orders vs 202 answers", total, result.count("202"), c.connections),
+        answers(result, {answered}),
+        rows_match_answers(
+            f"orders vs {answered} answers", total, result.count(answered), c.connections
+        ),
         Check(
             "every order terminal",
             pending == 0,
@@ -143,23 +181,36 @@ async def run_step(
         ),
         equal("stock drop == Σ units of PAID", stock - int(stock_left), int(totals["units"])),
     ]
-    step.held = (
-        all(check.ok for check in step.checks)
-        and step.p99_ms <= c.order_p99_limit_ms
-        and step.created_per_s >= 0.9 * target
+    step.held = all(check.ok for check in step.checks) and (
+        target is None
+        or (step.p99_ms <= c.order_p99_limit_ms and step.created_per_s >= 0.9 * target)
     )
     log(
         f"  {step.post_rate:.1f} POST/s, {step.paid} PAID {step.failed} FAILED "
         f"{step.pending} PENDING, POST→PAID p50 {step.p50_ms:.0f} ms p99 {step.p99_ms:.0f} ms"
-        f", drained in {step.drain_s:.1f} s"
+        f", drained in {step.drain_s:.1f} s; CPU per PAID order {describe(cost, top=4)}"
     )
     return step, result, figures
 
 
 async def _post_orders(
-    bench: Bench, target: float, seconds: float, first: int, pool: int, product: int
+    bench: Bench, target: float | None, seconds: float, first: int, pool: int, product: int
 ) -> wrk.WrkResult:
+    """Paced at `target`/s, or closed loop: no rate, each answer awaited (Prefer: wait)."""
     c = bench.config
+    headers = {**bench.shop.admin, "Content-Type": "application/json"}
+    args: dict[str, str | int | float] = {
+        "base": first,
+        "pool": pool,
+        "product": product,
+        "quantity": c.order_quantity,
+    }
+    timeout_s = c.timeout_s
+    if target is None:
+        headers["Prefer"] = f"wait={PREFER_WAIT_S}"
+        timeout_s = max(timeout_s, PREFER_WAIT_S + 5)
+    else:
+        args["rate"] = target
     return await wrk.run(
         wrk.Load(
             url=f"{bench.shop.urls['order']}/orders",
@@ -167,15 +218,9 @@ async def _post_orders(
             seconds=seconds,
             connections=c.connections,
             threads=c.threads,
-            timeout_s=c.timeout_s,
-            headers={**bench.shop.admin, "Content-Type": "application/json"},
-            args={
-                "base": first,
-                "pool": pool,
-                "rate": target,
-                "product": product,
-                "quantity": c.order_quantity,
-            },
+            timeout_s=timeout_s,
+            headers=headers,
+            args=args,
         )
     )
 
@@ -210,9 +255,13 @@ def _outcome(name: str, steps: list[Step], chosen: Step | None, rate: float | No
     )
     for step in steps:
         outcome.checks += [
-            Check(f"{step.target:g}/s: {ch.name}", ch.ok, ch.detail) for ch in step.checks
+            Check(f"{step.label}: {ch.name}", ch.ok, ch.detail) for ch in step.checks
         ]
     outcome.details["steps"] = [s.summary() for s in steps]
+    if chosen is not None:
+        outcome.details["cpu_ms_per_paid"] = chosen.cpu_ms_per_paid
+        outcome.details["cpu_ms_per_paid_by_process"] = chosen.cpu_ms_per_paid_by_process
+        outcome.details["harness_cpu_ms_per_paid"] = chosen.harness_cpu_ms_per_paid
     return outcome
 
 
@@ -229,7 +278,7 @@ async def stepped(bench: Bench) -> Outcome:
         if step.p99_ms > c.order_p99_limit_ms or step.pending:
             break
     held = [s for s in steps if s.held]
-    best = max(held, key=lambda s: s.target) if held else None
+    best = max(held, key=lambda s: s.target or 0.0) if held else None
     shown = best or steps[-1]
     outcome = _outcome("orders", steps, shown, best.target if best else 0.0)
     outcome.wrk, outcome.figures = runs[steps.index(shown)]
@@ -237,7 +286,7 @@ async def stepped(bench: Bench) -> Outcome:
         f"Offered rates {', '.join(f'{r:g}' for r in c.order_rates)} /s, {c.order_step_s:g} s "
         f"each, stopping once p99 POST→PAID passes {c.order_p99_limit_ms:g} ms. Rate = the "
         "highest offered rate that held (all checks ok, p99 within the limit, orders created at "
-        f"≥ 90 % of the offered rate); {'none held' if not best else f'{best.target:g}/s held'}. "
+        f"≥ 90 % of the offered rate); {'none held' if not best else f'{best.label} held'}. "
         "p50/p99 = POST→PAID (orders.finished_at − created_at), wrk, CPU and connection "
         "figures: of that step (or of the last one when none held); every step's in the "
         "table below and in results.json."
@@ -254,6 +303,26 @@ async def hold(bench: Bench) -> Outcome:
         f"{c.order_hold_rate:g} orders/s offered for {c.order_hold_s:g} s; rate = PAID/s "
         "(PAID orders over first POST → last PAID); p50/p99 = POST→PAID."
         f" Held: {'yes' if step.held else 'no'}."
+    )
+    return outcome
+
+
+async def closed_loop(bench: Bench) -> Outcome:
+    """orders-wait: BENCH_CONNECTIONS clients, each placing its next order once the last one's
+    answer came (Prefer: wait=30: the order PAID or FAILED), for BENCH_ORDER_WAIT_LOAD_S. Rate =
+    PAID/s, compared with the reference winner (the bare `win`: token check, Redis gate, one
+    INSERT); the CPU per PAID order is the cost of an order."""
+    c = bench.config
+    step, result, figures = await run_step(bench, None, c.order_wait_load_s)
+    outcome = _outcome("orders-wait", [step], step, step.paid_per_s)
+    outcome.wrk, outcome.figures = result, figures
+    outcome.compare(bench.references.get("win"))
+    outcome.notes = (
+        f"{c.connections} clients in a closed loop for {c.order_wait_load_s:g} s, each POST "
+        f"with Prefer: wait={PREFER_WAIT_S} (answered once the order is PAID or FAILED), every "
+        "order a new funded user, one product. Rate = PAID/s (PAID orders over first POST → "
+        "last PAID), ratio = that / the bare winner's rate (/win); p50/p99 = POST→PAID. CPU per "
+        f"PAID order (shop processes, load and drain): {describe(step.cost)}."
     )
     return outcome
 

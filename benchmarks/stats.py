@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.checks import Check
+from benchmarks.cost import HARNESS, Cost, describe
 from benchmarks.measure import Figures
 from benchmarks.wrk import WrkResult
 
@@ -45,13 +46,31 @@ class Outcome:
             self.reference = reference.name
             self.ratio = self.rate / reference.rate
 
+    @property
+    def cost(self) -> Cost | None:
+        """CPU per PAID order, for the order scenarios (of the step their figures are)."""
+        if "cpu_ms_per_paid" not in self.details:
+            return None
+        return Cost(
+            self.details["cpu_ms_per_paid"],
+            self.details.get("cpu_ms_per_paid_by_process", {}),
+            self.details.get("harness_cpu_ms_per_paid", {}),
+        )
+
     def line(self) -> str:
         label = "bench" if self.kind == "scenario" else "reference"
+        cost = self.cost
         return (
             f"{label} {self.name}: {_num(self.rate)}/s p50={_num(self.p50_ms, 2)}"
             f" p99={_num(self.p99_ms, 2)} ratio={_num(self.ratio, 3)}"
-            f" {'ok' if self.ok else 'FAILED'}"
+            + (f" cpu/order={_num(cost.total_ms, 2)}ms" if cost else "")
+            + f" {'ok' if self.ok else 'FAILED'}"
         )
+
+    def cost_line(self) -> str | None:
+        """`cost <scenario>: <ms> ms (<group> <ms>, …); harness, not counted: wrk <ms>, …`"""
+        cost = self.cost
+        return f"cost {self.name}: {describe(cost)}" if cost else None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -81,11 +100,20 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(outcomes: list[Outcome], directory: Path, context: dict[str, Any]) -> Path:
+def write_report(
+    outcomes: list[Outcome],
+    directory: Path,
+    context: dict[str, Any],
+    *,
+    sections: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """results.json (with `extra` at its top level), report.md (with `sections`, Markdown lines,
+    after the summary table) and the charts."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(
         json.dumps(
-            {"context": context, "results": [o.summary() for o in outcomes]},
+            {"context": context, **(extra or {}), "results": [o.summary() for o in outcomes]},
             indent=2,
             default=str,
         )
@@ -115,8 +143,9 @@ def write_report(outcomes: list[Outcome], directory: Path, context: dict[str, An
             f"| {o.wrk.requests if o.wrk else '-'} | {_statuses(o.wrk)} | {o.reference or '-'} "
             f"| {_num(o.ratio, 3)} | {'ok' if o.ok else '**FAILED**'} |"
         )
+    lines += ["", *(sections or [])]
     lines += ["", *(f"![{title}]({name})" for title, name in charts), ""]
-    lines += _cpu_table(outcomes) + _connections_table(outcomes)
+    lines += _cpu_table(outcomes) + _order_cost_table(outcomes) + _connections_table(outcomes)
     lines += ["## Checks and notes", ""]
     for o in outcomes:
         lines.append(f"### {o.kind} {o.name}")
@@ -171,6 +200,48 @@ def _cpu_table(outcomes: list[Outcome]) -> list[str]:
     )
 
 
+def _order_cost_table(outcomes: list[Outcome]) -> list[str]:
+    """CPU ms per PAID order of every order step, total and by process group."""
+    steps = [
+        (o.name, s)
+        for o in outcomes
+        for s in o.details.get("steps", [])
+        if s.get("cpu_ms_per_paid") is not None
+    ]
+    if not steps:
+        return []
+    groups = list(
+        dict.fromkeys(n for _, s in steps for n in s.get("cpu_ms_per_paid_by_process", {}))
+    )
+    harness = [
+        n for n in HARNESS if any(n in s.get("harness_cpu_ms_per_paid", {}) for _, s in steps)
+    ]
+    rows = []
+    for name, s in steps:
+        by_group, outside = s["cpu_ms_per_paid_by_process"], s["harness_cpu_ms_per_paid"]
+        target = "closed loop" if s["target"] is None else f"{s['target']:g}/s"
+        rows.append(
+            [
+                name,
+                target,
+                str(s["paid"]),
+                f"{s['cpu_ms_per_paid']:.2f}",
+                *(f"{by_group.get(n, 0.0):.2f}" for n in groups),
+                *(f"{outside.get(n, 0.0):.2f}" for n in harness),
+            ]
+        )
+    return _section(
+        "CPU milliseconds per PAID order",
+        "Each order step's CPU (load and drain) over its PAID orders: the total over the shop's "
+        "processes (services and their workers, relay, ranking, stand-in platform, Kafka, "
+        "PostgreSQL, Redis, Zipkin when local), then by process group; the harness (wrk, the "
+        "bench's own Python, the idle reference app) in the last columns, not in the total.",
+        ["scenario", "step", "PAID", "**total**", *groups, *(f"*{n}*" for n in harness)],
+        ["---", "---", *["---:"] * (len(groups) + len(harness) + 2)],
+        rows,
+    )
+
+
 def _connections_table(outcomes: list[Outcome]) -> list[str]:
     measured = [o for o in outcomes if o.figures]
     if not measured:
@@ -218,15 +289,17 @@ def _section(
 def _steps_table(steps: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| target /s | created /s | POST answered /s | PAID /s | orders | PAID | FAILED | pending | "
-        "p50 ms | p99 ms | max ms | drain s | held |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "p50 ms | p99 ms | max ms | drain s | CPU ms / PAID | held |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in steps:
+        target = "closed" if s["target"] is None else f"{s['target']:g}"
+        cost = s.get("cpu_ms_per_paid")
         lines.append(
-            f"| {s['target']:g} | {s['created_per_s']:.1f} | {s['post_rate']:.1f} | {s['paid_per_s']:.1f} | {s['orders']} "
+            f"| {target} | {s['created_per_s']:.1f} | {s['post_rate']:.1f} | {s['paid_per_s']:.1f} | {s['orders']} "
             f"| {s['paid']} | {s['failed']} | {s['pending']} | {s['p50_ms']:.1f} "
             f"| {s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s['drain_s']:.1f} "
-            f"| {'yes' if s['held'] else 'no'} |"
+            f"| {_num(cost, 2)} | {'yes' if s['held'] else 'no'} |"
         )
     return lines
 

@@ -4,6 +4,7 @@ that set up each scenario. Only the services' HTTP API and a few of their tables
 
 import asyncio
 import os
+import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,36 @@ SERVICE_ENV = {
     "OTEL_TRACES_EXPORTER": "none",
 }
 """Tracing off, whatever the shell says: only tracing-cost turns it on."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The code the shop runs: a checkout and the Python of its own .venv. The harness (this
+    package, wrk, the reference app) is always the working tree's; BENCH_AB points the shop at a
+    worktree of an earlier commit (benchmarks/ab.py)."""
+
+    root: Path
+    python: str
+    label: str
+
+    @property
+    def here(self) -> bool:
+        return self.root == ROOT
+
+    def env(self) -> dict[str, str]:
+        """For another checkout: its venv first on PATH, and no PYTHONPATH that could bring this
+        tree's modules in (an empty PYTHONPATH is ignored)."""
+        if self.here:
+            return {}
+        venv = Path(self.python).parent.parent
+        return {
+            "VIRTUAL_ENV": str(venv),
+            "PATH": os.pathsep.join((str(venv / "bin"), os.environ.get("PATH", ""))),
+            "PYTHONPATH": "",
+        }
+
+
+WORKING_TREE = Source(ROOT, sys.executable, "working tree")
 
 
 @dataclass
@@ -127,14 +158,17 @@ def database_name(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
-    """Everything up and ready; torn down (databases dropped, Redis keys deleted) by `stack`."""
+async def start(stack: AsyncExitStack, redis_url: str, source: Source = WORKING_TREE) -> Shop:
+    """Everything up and ready; torn down (databases dropped, Redis keys deleted) by `stack`.
+    The shop's processes run `source`'s code with the same environment whichever it is (an
+    earlier commit reads the same variables); the reference app is always this tree's."""
     run = unique("bench")
     coupon_prefix, reference_prefix = f"{run}-coupon", f"{run}-ref"
     stack.push_async_callback(_forget_redis_keys, redis_url, (coupon_prefix, reference_prefix))
     stack.push_async_callback(delete_topics, {f"{run}."})
-    env = {**SERVICE_ENV, "REDIS_URL": redis_url, "COUPON_REDIS_KEY_PREFIX": coupon_prefix}
-    system = await start_system(stack, f"{run}.", env)
+    shop_env = {**SERVICE_ENV, **source.env()}
+    env = {**shop_env, "REDIS_URL": redis_url, "COUPON_REDIS_KEY_PREFIX": coupon_prefix}
+    system = await start_system(stack, f"{run}.", env, python=source.python, cwd=source.root)
     urls = {name: s.url for name, s in system.services.items()}
     sqlalchemy_urls = dict(system.database_urls)
 
@@ -158,7 +192,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
     # in production: the data-platform relay (and a stand-in platform) and the ranking worker.
     stack.push_async_callback(reference.stop)
     await reference.start()
-    rest = await start_rest_of_shop(stack, system, SERVICE_ENV)
+    rest = await start_rest_of_shop(stack, system, shop_env, python=source.python, cwd=source.root)
     ranking = rest["ranking"]
 
     for name, process in (("ranking", ranking), ("reference", reference)):
@@ -178,7 +212,7 @@ async def start(stack: AsyncExitStack, redis_url: str) -> Shop:
         dsns={name: asyncpg_dsn(url) for name, url in sqlalchemy_urls.items()},
         http=http,
         admin=admin_header(system.secrets.jwt),
-        notes=[],
+        notes=[] if source.here else [f"the shop runs {source.label} ({source.root})"],
         processes=dict(system.services),
     )
     await seed_ranking(shop)

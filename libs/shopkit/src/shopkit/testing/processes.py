@@ -38,6 +38,10 @@ class ServiceProcess:
     module: str = ""
     ready_path: str | None = "/readyz"
     """Polled until it answers 200; None for a process without HTTP (started, not awaited)."""
+    python: str = sys.executable
+    """The interpreter that runs `-m module` (another checkout's `.venv/bin/python` runs that
+    checkout's code: the benchmarks compare a commit with the working tree so)."""
+    cwd: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -48,8 +52,9 @@ class ServiceProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = (LOG_DIR / f"e2e-{self.name}.log").open("ab")
         self.process = subprocess.Popen(  # noqa: ASYNC220 (fork+exec, returns at once)
-            [sys.executable, "-m", self.module or self.name],
+            [self.python, "-m", self.module or self.name],
             env={**os.environ, **self.env},
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -128,9 +133,13 @@ async def start_system(
     topic_prefix: str,
     extra_env: dict[str, str],
     admin_dsn: str = ADMIN_DSN,
+    *,
+    python: str = sys.executable,
+    cwd: Path | None = None,
 ) -> System:
     """The four services, each on a throwaway database of the server of `admin_dsn` (the
-    shared stack's by default; a test's own to restart: shopkit.testing.postgres)."""
+    shared stack's by default; a test's own to restart: shopkit.testing.postgres), run by
+    `python` in `cwd`."""
     urls = {
         name: await stack.enter_async_context(temp_database(f"e2e_{name}", admin_dsn))
         for name in SERVICES
@@ -150,6 +159,8 @@ async def start_system(
             name=name,
             port=port,
             env={**shared, f"{prefix}_DATABASE_URL": urls[name], f"{prefix}_HTTP_PORT": str(port)},
+            python=python,
+            cwd=cwd,
         )
     system = System(services, urls, topic_prefix, run_secrets)
 
@@ -162,10 +173,16 @@ async def start_system(
 
 
 async def start_rest_of_shop(
-    stack: AsyncExitStack, system: System, env: dict[str, str]
+    stack: AsyncExitStack,
+    system: System,
+    env: dict[str, str],
+    *,
+    python: str = sys.executable,
+    cwd: Path | None = None,
 ) -> dict[str, ServiceProcess]:
     """The processes beyond the four services, on the system's topics and secrets: the
-    stand-in data platform, the data-platform relay, the ranking API and the ranking worker."""
+    stand-in data platform, the data-platform relay, the ranking API and the ranking worker
+    (run by `python` in `cwd`, as start_system's)."""
     ranking_url = await stack.enter_async_context(temp_database("e2e_ranking"))
     system.database_urls["ranking"] = ranking_url
     shared = {"KAFKA_TOPIC_PREFIX": system.topic_prefix, **system.secrets.env(), **env}
@@ -199,6 +216,7 @@ async def start_rest_of_shop(
     )
     rest = {p.name: p for p in (standin, relay, ranking, worker)}
     for process in rest.values():
+        process.python, process.cwd = python, cwd
         stack.push_async_callback(process.stop)
     await asyncio.gather(ranking.start(), standin.start())  # the ranking API migrates its DB
     await asyncio.gather(relay.start(), worker.start())
