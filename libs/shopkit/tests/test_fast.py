@@ -2,8 +2,10 @@
 and hands everything else, body included, to the FastAPI route, so a client cannot tell which
 one answered: same bodies, same problem+json errors, same request ids and metrics."""
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -199,6 +201,56 @@ async def test_the_fast_path_answers_every_probe_as_fastapi_does(
     await assert_paths_agree(app, url, [endpoint])
     assert answered["fast"] >= 1
     assert answered["fastapi"] >= 1
+
+
+async def _on_both_paths(
+    app: FastAPI, http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
+) -> list[httpx.Response]:
+    answers = []
+    for enabled in (True, False):
+        app.state.fast_paths.enabled = enabled
+        answers.append(await http.request(method, path, **kwargs))
+    app.state.fast_paths.enabled = True
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("user_id", "status"),
+    [
+        pytest.param(7.0, 201, id="7.0"),
+        pytest.param(7, 201, id="7"),
+        pytest.param(True, 422, id="true"),
+        pytest.param(7.5, 422, id="a fraction"),
+        pytest.param(-7.0, 422, id="out of range"),
+        pytest.param(1e300, 422, id="1e300"),
+        # 9007199254740993.0 reads as this float too: past 2**53 - 1 a float is not one integer
+        pytest.param(2.0**53, 422, id="2**53"),
+        pytest.param(2.0**53 - 1, 403, id="2**53 - 1, not the token's user"),
+    ],
+)
+async def test_an_integer_written_as_a_whole_float_is_read_alike_on_both_paths(
+    served: tuple[FastAPI, str], http: httpx.AsyncClient, user_id: Any, status: int
+) -> None:
+    """JSON Schema's integer is any number without a fraction: `7.0` is 7, taken by the fast
+    path itself, and by FastAPI's route the same way; a bool, a fraction, a number past the
+    bounds or too large to be exact as a float are not."""
+    app, _ = served
+    content = json.dumps({"user_id": user_id})
+    fast_answer, fastapi_answer = await _on_both_paths(
+        app,
+        http,
+        "POST",
+        "/things/5/poke",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
+    assert fast_answer.status_code == fastapi_answer.status_code == status
+    assert fast_answer.json() == fastapi_answer.json()
+    if status == 201:
+        assert fast_answer.json() == {"thing_id": 5, "user_id": 7}
+        assert answered == {"fast": 1, "fastapi": 1}
+    else:
+        assert "fast" not in answered
 
 
 async def test_a_bug_is_a_500_with_the_request_id_on_both_paths(

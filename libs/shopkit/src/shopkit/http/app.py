@@ -22,6 +22,7 @@ from shop_contracts import INT64_MAX, PROBLEM_MEDIA_TYPE, ErrorCode, FieldError,
 from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
+from shopkit.http.numbers import Integral
 from shopkit.ops import tracing
 from shopkit.ops.faults import is_transient
 from shopkit.ops.logging import get_logger
@@ -36,7 +37,8 @@ RETRY_AFTER_S = "1"
 """Every 503 a request gets says when to try again (API.md: never a 500 because a dependency
 restarted, a 503 with Retry-After while it is away)."""
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
+"""An id in a JSON body: an integer (`7` or `7.0`, never `"7"` nor `true`: shopkit.http.numbers)."""
 
 
 def problem(status: int, code: ErrorCode, title: str, detail: str, **extra: Any) -> JSONResponse:

@@ -22,9 +22,10 @@ from coupon.domain.coupons import (
     discount_value_problem,
 )
 from shopkit.http.app import MAX_ID, StrictId
+from shopkit.http.numbers import Integral
 
-Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
-Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID), Integral]
+Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
 
 
 class CreateCouponRequest(BaseModel):
@@ -36,7 +37,7 @@ class CreateCouponRequest(BaseModel):
     discount_type: DiscountType
     discount_value: Count
     total_quantity: Count
-    valid_days: Annotated[int, Field(strict=True, ge=1, le=MAX_VALID_DAYS)]
+    valid_days: Annotated[int, Field(strict=True, ge=1, le=MAX_VALID_DAYS), Integral]
     min_order_amount: Won
 
     @field_validator("discount_value")
