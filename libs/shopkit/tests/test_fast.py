@@ -51,6 +51,11 @@ def poke_thing(thing_id: int, user_id: int) -> Poked:
 router = APIRouter()
 
 
+@router.get("/things/{thing_id}/poke", response_model=Poked)
+async def last_poke(thing_id: IdPath) -> Poked:
+    return Poked(thing_id=thing_id, user_id=1)
+
+
 @router.post("/things/{thing_id}/poke", status_code=201, response_model=Poked)
 @fast
 async def poke(thing_id: IdPath, body: Poke, claims: OptionalClaims, request: Request) -> Poked:
@@ -124,6 +129,7 @@ async def test_an_auth_error_is_the_same_as_fastapis(http: httpx.AsyncClient) ->
         pytest.param(b'{"user_id": 7, "more": 1}', {}, id="an extra field"),
         pytest.param(b'{"user_id": 0}', {}, id="id 0"),
         pytest.param(b"{", {}, id="broken JSON"),
+        pytest.param(b'{"user_id": 7\xff}', {}, id="not UTF-8"),
         pytest.param(b"", {}, id="no body"),
     ],
 )
@@ -251,6 +257,22 @@ async def test_an_integer_written_as_a_whole_float_is_read_alike_on_both_paths(
         assert answered == {"fast": 1, "fastapi": 1}
     else:
         assert "fast" not in answered
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "PATCH"])
+async def test_a_method_the_path_lacks_is_a_405_that_names_every_method_it_has(
+    served: tuple[FastAPI, str], http: httpx.AsyncClient, method: str
+) -> None:
+    """RFC 9110: `Allow` lists the methods of the resource, all its routes' (Starlette names the
+    first route's only), on the fast path's paths as on the others."""
+    app, _ = served
+    answers = await _on_both_paths(app, http, method, "/things/5/poke")
+    for answer in answers:
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "GET, POST"
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert answers[0].json() == answers[1].json()
 
 
 async def test_a_bug_is_a_500_with_the_request_id_on_both_paths(
