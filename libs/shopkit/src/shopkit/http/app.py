@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shop_contracts import INT64_MAX, PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
+from shopkit.http.answers import document_answers
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
 from shopkit.http.numbers import Integral
 from shopkit.ops import tracing
@@ -205,15 +206,27 @@ class RequestContextMiddleware:
 
 
 class ShopApp(FastAPI):
-    """FastAPI that knows the routes of the service's routers."""
+    """FastAPI whose OpenAPI document lists every answer of every route, with its media type
+    (shopkit.http.answers)."""
 
     service_routes: Sequence[BaseRoute] = ()
     """the routes of the service's routers (FastAPI keeps an included router as one route)"""
+    _documented: dict[str, Any] | None = None
 
     def plain_routes(self) -> list[Route]:
         """Every route of the app, the service's and its own (/healthz, /docs, …)."""
         routes = [*self.router.routes, *self.service_routes]
         return [route for route in routes if isinstance(route, Route)]
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()  # FastAPI's, made again when the routes change
+        if document is not self._documented:
+            settings: ServiceSettings = self.state.settings
+            document_answers(
+                document, self.service_routes, enforce_users=settings.auth_enforce_users
+            )
+            self._documented = document
+        return document
 
 
 def create_app(

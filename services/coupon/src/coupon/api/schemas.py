@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from coupon.domain.coupons import (
+    MAX_PERCENT,
     MAX_VALID_DAYS,
     CouponDefinition,
     CouponStatus,
@@ -29,7 +30,17 @@ Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
 
 
 class CreateCouponRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # What `_fits_the_type` checks, in the schema too: a PERCENT discount is 1..100.
+        json_schema_extra={
+            "if": {
+                "properties": {"discount_type": {"const": DiscountType.PERCENT.value}},
+                "required": ["discount_type"],
+            },
+            "then": {"properties": {"discount_value": {"maximum": MAX_PERCENT}}},
+        },
+    )
 
     name: Annotated[
         str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
