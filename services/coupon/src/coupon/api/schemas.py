@@ -24,6 +24,7 @@ from coupon.domain.coupons import (
 )
 from shopkit.http.app import MAX_ID, StrictId
 from shopkit.http.numbers import Integral
+from shopkit.http.text import trimmed_text
 
 Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID), Integral]
 Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
@@ -43,7 +44,9 @@ class CreateCouponRequest(BaseModel):
     )
 
     name: Annotated[
-        str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
+        str,
+        StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100),
+        trimmed_text(100),
     ]
     discount_type: DiscountType
     discount_value: Count
