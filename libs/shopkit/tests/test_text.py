@@ -1,13 +1,12 @@
 """The pattern a trimmed name is documented with takes exactly the names its validation takes
 (shopkit.http.text): a client that checks a name against the document is never refused for it."""
 
+import random
 import re
 import unicodedata
 from typing import Annotated
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from pydantic import AfterValidator, StringConstraints, TypeAdapter, ValidationError
 
 from shopkit.http.text import trimmed_pattern, trimmed_text
@@ -37,7 +36,21 @@ Clean = TypeAdapter(
     ]
 )
 EDGES = " \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-TEXT = st.text(st.sampled_from(EDGES) | st.characters(), max_size=MAX + 4)
+CHARACTERS = EDGES + "\x00\x1b\x7f\x9f" + "ab\u00e9\u4e2d\U0001f600"
+
+
+def _texts(count: int) -> list[str]:
+    """Texts of the characters the rule turns on, and any others a JSON body can carry as
+    UTF-8 (no lone surrogate, which pydantic refuses whatever it is)."""
+    chance = random.Random(20260311)
+
+    def character() -> str:
+        if chance.random() < 0.7:
+            return chance.choice(CHARACTERS)
+        code = chance.randrange(0x110000)
+        return chr(code) if not 0xD800 <= code <= 0xDFFF else "x"
+
+    return ["".join(character() for _ in range(chance.randrange(MAX + 5))) for _ in range(count)]
 
 
 def _takes(adapter: TypeAdapter[str], text: str) -> bool:
@@ -62,11 +75,10 @@ def test_the_pattern_takes_what_the_validation_takes(adapter: TypeAdapter[str], 
     assert _documented(adapter, text) == _takes(adapter, text)
 
 
-@settings(max_examples=500, deadline=None)
-@given(text=TEXT)
-def test_the_pattern_takes_what_the_validation_takes_whatever_the_text(text: str) -> None:
-    for adapter in (Trimmed, Clean):
-        assert _documented(adapter, text) == _takes(adapter, text), (adapter, text)
+def test_the_pattern_takes_what_the_validation_takes_whatever_the_text() -> None:
+    for text in _texts(5000):
+        for adapter in (Trimmed, Clean):
+            assert _documented(adapter, text) == _takes(adapter, text), (adapter, text)
 
 
 def test_the_document_says_nothing_else_of_the_text() -> None:
