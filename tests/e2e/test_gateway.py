@@ -764,3 +764,22 @@ async def test_bodies_are_limited_to_what_each_route_takes(recording_gateway: Ga
         for path, body in refused.items():
             r = await http.post(f"{base}{path}", content=body, headers=headers)
             assert_problem(r, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [("/products", "GET, POST"), ("/products/1", "GET"), ("/points/1/charge", "POST")],
+)
+async def test_a_trace_is_the_services_405_naming_the_methods_of_the_path(
+    gateway: Gateway, path: str, allow: str
+) -> None:
+    """nginx refuses TRACE itself, as HTML without `Allow`: the request goes on to the service
+    of the path, whose 405 is problem+json and names the methods the path has (RFC 9110)."""
+    async with httpx.AsyncClient() as http:
+        r = await http.request("TRACE", f"{gateway.url}{path}", headers={"X-Request-ID": "t-1"})
+    assert_problem(r, 405, "METHOD_NOT_ALLOWED")
+    assert r.headers["allow"] == allow
+    assert r.headers["x-request-id"] == "t-1"
+    async with httpx.AsyncClient() as http:
+        nowhere = await http.request("TRACE", f"{gateway.url}/nowhere")
+    assert_problem(nowhere, 404, "NOT_FOUND")

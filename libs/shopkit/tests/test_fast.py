@@ -2,8 +2,10 @@
 and hands everything else, body included, to the FastAPI route, so a client cannot tell which
 one answered: same bodies, same problem+json errors, same request ids and metrics."""
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +49,11 @@ def poke_thing(thing_id: int, user_id: int) -> Poked:
 
 
 router = APIRouter()
+
+
+@router.get("/things/{thing_id}/poke", response_model=Poked)
+async def last_poke(thing_id: IdPath) -> Poked:
+    return Poked(thing_id=thing_id, user_id=1)
 
 
 @router.post("/things/{thing_id}/poke", status_code=201, response_model=Poked)
@@ -122,6 +129,7 @@ async def test_an_auth_error_is_the_same_as_fastapis(http: httpx.AsyncClient) ->
         pytest.param(b'{"user_id": 7, "more": 1}', {}, id="an extra field"),
         pytest.param(b'{"user_id": 0}', {}, id="id 0"),
         pytest.param(b"{", {}, id="broken JSON"),
+        pytest.param(b'{"user_id": 7\xff}', {}, id="not UTF-8"),
         pytest.param(b"", {}, id="no body"),
     ],
 )
@@ -199,6 +207,72 @@ async def test_the_fast_path_answers_every_probe_as_fastapi_does(
     await assert_paths_agree(app, url, [endpoint])
     assert answered["fast"] >= 1
     assert answered["fastapi"] >= 1
+
+
+async def _on_both_paths(
+    app: FastAPI, http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
+) -> list[httpx.Response]:
+    answers = []
+    for enabled in (True, False):
+        app.state.fast_paths.enabled = enabled
+        answers.append(await http.request(method, path, **kwargs))
+    app.state.fast_paths.enabled = True
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("user_id", "status"),
+    [
+        pytest.param(7.0, 201, id="7.0"),
+        pytest.param(7, 201, id="7"),
+        pytest.param(True, 422, id="true"),
+        pytest.param(7.5, 422, id="a fraction"),
+        pytest.param(-7.0, 422, id="out of range"),
+        pytest.param(1e300, 422, id="1e300"),
+        # 9007199254740993.0 reads as this float too: past 2**53 - 1 a float is not one integer
+        pytest.param(2.0**53, 422, id="2**53"),
+        pytest.param(2.0**53 - 1, 403, id="2**53 - 1, not the token's user"),
+    ],
+)
+async def test_an_integer_written_as_a_whole_float_is_read_alike_on_both_paths(
+    served: tuple[FastAPI, str], http: httpx.AsyncClient, user_id: Any, status: int
+) -> None:
+    """JSON Schema's integer is any number without a fraction: `7.0` is 7, taken by the fast
+    path itself, and by FastAPI's route the same way; a bool, a fraction, a number past the
+    bounds or too large to be exact as a float are not."""
+    app, _ = served
+    content = json.dumps({"user_id": user_id})
+    fast_answer, fastapi_answer = await _on_both_paths(
+        app,
+        http,
+        "POST",
+        "/things/5/poke",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
+    assert fast_answer.status_code == fastapi_answer.status_code == status
+    assert fast_answer.json() == fastapi_answer.json()
+    if status == 201:
+        assert fast_answer.json() == {"thing_id": 5, "user_id": 7}
+        assert answered == {"fast": 1, "fastapi": 1}
+    else:
+        assert "fast" not in answered
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "PATCH"])
+async def test_a_method_the_path_lacks_is_a_405_that_names_every_method_it_has(
+    served: tuple[FastAPI, str], http: httpx.AsyncClient, method: str
+) -> None:
+    """RFC 9110: `Allow` lists the methods of the resource, all its routes' (Starlette names the
+    first route's only), on the fast path's paths as on the others."""
+    app, _ = served
+    answers = await _on_both_paths(app, http, method, "/things/5/poke")
+    for answer in answers:
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "GET, POST"
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert answers[0].json() == answers[1].json()
 
 
 async def test_a_bug_is_a_500_with_the_request_id_on_both_paths(

@@ -119,7 +119,7 @@ async def test_create_as_a_user_is_403_and_creates_nothing(
         ({"discount_type": "FIXED", "discount_value": -1_000}, "discount_value"),
         ({"discount_type": "HALF"}, "discount_type"),
         ({"discount_type": "percent"}, "discount_type"),
-        ({"discount_value": 10.0}, "discount_value"),
+        ({"discount_value": 10.5}, "discount_value"),
         ({"discount_value": "10"}, "discount_value"),
         ({"total_quantity": 0}, "total_quantity"),
         ({"total_quantity": -5}, "total_quantity"),

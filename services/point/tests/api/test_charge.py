@@ -34,7 +34,8 @@ async def test_charge_adds_to_balance_and_ledger(client: httpx.AsyncClient, user
         ({"amount": 10_000_001}, None),
         ({"amount": 10**30}, None),
         ({"amount": 1.5}, None),
-        ({"amount": 100.0}, None),
+        ({"amount": 1e300}, None),
+        ({"amount": 2.0**53}, None),
         ({"amount": "1000"}, None),
         ({"amount": True}, None),
         ({"amount": None}, None),
@@ -64,6 +65,15 @@ async def test_invalid_charge_is_422_and_changes_nothing(
     assert problem["errors"]
     assert (await client.get(f"/points/{user_id}")).json()["balance"] == 100
     assert len((await client.get(f"/points/{user_id}/history")).json()["items"]) == 1
+
+
+async def test_an_amount_written_as_a_whole_float_is_that_integer(
+    client: httpx.AsyncClient, user_id: int
+) -> None:
+    """JSON Schema's integer, as the OpenAPI document says: 100.0 is 100."""
+    r = await client.post(f"/points/{user_id}/charge", json={"amount": 100.0})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"user_id": user_id, "balance": 100}
 
 
 @pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), "abc", "1.5"])

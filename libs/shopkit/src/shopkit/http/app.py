@@ -16,12 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import Field
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop_contracts import INT64_MAX, PROBLEM_MEDIA_TYPE, ErrorCode, FieldError, Problem
 from shopkit.database.uow import UnitOfWorkFactory
 from shopkit.errors import DomainError, Unauthenticated
+from shopkit.http.answers import document_answers
 from shopkit.http.fast import FastPathMiddleware, FastPaths, derive
+from shopkit.http.numbers import Integral
 from shopkit.ops import tracing
 from shopkit.ops.faults import is_transient
 from shopkit.ops.logging import get_logger
@@ -36,7 +39,8 @@ RETRY_AFTER_S = "1"
 """Every 503 a request gets says when to try again (API.md: never a 500 because a dependency
 restarted, a 503 with Retry-After while it is away)."""
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
+"""An id in a JSON body: an integer (`7` or `7.0`, never `"7"` nor `true`: shopkit.http.numbers)."""
 
 
 def problem(status: int, code: ErrorCode, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -79,10 +83,46 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_ERROR
-    return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot even decode (not UTF-8): malformed JSON, which
+        # API.md answers 422 like any other.
+        return problem(
+            422,
+            ErrorCode.VALIDATION_ERROR,
+            "Invalid request",
+            "Invalid fields: body",
+            errors=[
+                FieldError(loc=["body"], msg=str(exc.detail), type="json_invalid").model_dump()
+            ],
+        )
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.VALIDATION_ERROR)
+    response = problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405 and isinstance(request.app, ShopApp):
+        # Starlette names the methods of the first route on the path only (GET of /products,
+        # not its POST): RFC 9110 wants all of them.
+        response.headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+    return response
+
+
+def allowed_methods(app: "ShopApp", scope: Scope) -> list[str]:
+    """The methods the app's routes serve on the request's path, in the usual order."""
+    path = scope["path"]
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    methods: set[str] = set()
+    for route in app.plain_routes():
+        if route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    known = [m for m in _METHOD_ORDER if m in methods]
+    return known + sorted(methods - set(known))
 
 
 def _unavailable(title: str, detail: str) -> Response:
@@ -165,6 +205,30 @@ class RequestContextMiddleware:
                     )
 
 
+class ShopApp(FastAPI):
+    """FastAPI whose OpenAPI document lists every answer of every route, with its media type
+    (shopkit.http.answers)."""
+
+    service_routes: Sequence[BaseRoute] = ()
+    """the routes of the service's routers (FastAPI keeps an included router as one route)"""
+    _documented: dict[str, Any] | None = None
+
+    def plain_routes(self) -> list[Route]:
+        """Every route of the app, the service's and its own (/healthz, /docs, …)."""
+        routes = [*self.router.routes, *self.service_routes]
+        return [route for route in routes if isinstance(route, Route)]
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()  # FastAPI's, made again when the routes change
+        if document is not self._documented:
+            settings: ServiceSettings = self.state.settings
+            document_answers(
+                document, self.service_routes, enforce_users=settings.auth_enforce_users
+            )
+            self._documented = document
+        return document
+
+
 def create_app(
     runtime: Runtime,
     *,
@@ -185,7 +249,7 @@ def create_app(
     # FastAPI's built-in OpenTelemetry looks up the global providers (environment variables)
     # on every request even when nothing is configured: 8 % of a rejected coupon request's CPU.
     # Off until tracing is configured on purpose.
-    app = FastAPI(
+    app = ShopApp(
         title=title,
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -228,7 +292,8 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
-    fast_paths.routes = derive([route for router in routers for route in router.routes])
+    app.service_routes = [route for router in routers for route in router.routes]
+    fast_paths.routes = derive(app.service_routes)
     return app
 
 

@@ -9,9 +9,10 @@ response is stored in the transaction of the effect, so a crash leaves neither o
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,40 @@ from shopkit.database.engine import IdempotencyKey
 from shopkit.errors import Conflict, Unprocessable
 
 MAX_KEY_LENGTH = 255
+HEADER = "Idempotency-Key"
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="A retry with the same key (per user) and the same body does not act "
+        "again: it answers with what the first request did, and header `Idempotent-Replayed: "
+        "true`. The same key with another body is a 422 `IDEMPOTENCY_KEY_REUSED`; while the first "
+        "request runs, a 409 `IDEMPOTENCY_KEY_IN_USE`. Keys are kept at least 24 hours.",
+    ),
+]
+"""A route's `Idempotency-Key` header parameter (its OpenAPI document then lists the 409 and
+the replay header: shopkit.http.answers)."""
+
+
+class IdempotencyKeyInUse(Conflict):
+    """The first request with this Idempotency-Key is still running."""
+
+    code = ErrorCode.IDEMPOTENCY_KEY_IN_USE
+
+    def __init__(self) -> None:
+        super().__init__(self.code, "A request with this Idempotency-Key is still running.")
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """This Idempotency-Key came with another body before."""
+
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+
+    def __init__(self) -> None:
+        super().__init__(self.code, "This Idempotency-Key was used with another request body.")
 
 
 @dataclass(frozen=True)
@@ -51,17 +86,11 @@ async def once(
         select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{scope}|{key}", 0)))
     )
     if not locked:
-        raise Conflict(
-            ErrorCode.IDEMPOTENCY_KEY_IN_USE,
-            "A request with this Idempotency-Key is still running.",
-        )
+        raise IdempotencyKeyInUse()
     stored = await session.get(IdempotencyKey, (scope, key))
     if stored is not None:
         if stored.request_hash != fingerprint:
-            raise Unprocessable(
-                ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                "This Idempotency-Key was used with another request body.",
-            )
+            raise IdempotencyKeyReused()
         return Outcome(stored.status_code, stored.response, replayed=True)
     status_code, response = await run()
     session.add(

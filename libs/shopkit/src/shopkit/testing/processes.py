@@ -172,6 +172,27 @@ async def start_system(
     return system
 
 
+def _ranking_api(database_url: str, shared: dict[str, str]) -> ServiceProcess:
+    port = free_port()
+    env = {**shared, "RANKING_DATABASE_URL": database_url, "RANKING_HTTP_PORT": str(port)}
+    return ServiceProcess(name="ranking", port=port, env=env)
+
+
+async def start_ranking_api(
+    stack: AsyncExitStack, system: System, env: dict[str, str]
+) -> ServiceProcess:
+    """The ranking API alone (its database migrated, no worker), on the system's secrets; in
+    `system.services` until the stack closes."""
+    database_url = await stack.enter_async_context(temp_database("e2e_ranking"))
+    shared = {"KAFKA_TOPIC_PREFIX": system.topic_prefix, **system.secrets.env(), **env}
+    ranking = _ranking_api(database_url, shared)
+    stack.push_async_callback(ranking.stop)
+    await ranking.start()
+    system.services["ranking"] = ranking
+    stack.callback(system.services.pop, "ranking", None)
+    return ranking
+
+
 async def start_rest_of_shop(
     stack: AsyncExitStack,
     system: System,
@@ -201,12 +222,7 @@ async def start_rest_of_shop(
         "ORDER_RELAY_HTTP_PORT": str(relay.port),
         "DATA_PLATFORM_URL": standin.url,
     }
-    ranking = ServiceProcess(name="ranking", port=free_port(), env={})
-    ranking.env = {
-        **shared,
-        "RANKING_DATABASE_URL": ranking_url,
-        "RANKING_HTTP_PORT": str(ranking.port),
-    }
+    ranking = _ranking_api(ranking_url, shared)
     worker = ServiceProcess(
         name="ranking-worker",
         module="ranking.workers",

@@ -1,6 +1,5 @@
 from datetime import UTC, datetime
-from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -13,8 +12,14 @@ from coupon.api.schemas import (
     UserCouponItem,
     UserCouponsResponse,
 )
+from coupon.domain.errors import (
+    CouponAlreadyIssued,
+    CouponNotFound,
+    CouponSoldOut,
+    IssuanceUnavailable,
+)
 from coupon.service import catalogue, issuing
-from shop_contracts import Problem
+from shopkit.http.answers import raises
 from shopkit.http.app import IdPath, UnitsOfWork
 from shopkit.http.auth import AdminClaims, OptionalClaims, authorize_user
 from shopkit.http.fast import fast
@@ -28,20 +33,11 @@ async def _gate(request: Request) -> IssuanceGate:
     return gate
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json answers a route may give."""
-    return {
-        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
-    }
-
-
 Gate = Annotated[IssuanceGate, Depends(_gate)]
 Token = OptionalClaims
 
 
-@router.post(
-    "/coupons", status_code=201, response_model=CouponResponse, responses=_problems(401, 403, 422)
-)
+@router.post("/coupons", status_code=201, response_model=CouponResponse)
 async def create_coupon(
     _: AdminClaims, body: CreateCouponRequest, units: UnitsOfWork, gate: Gate
 ) -> CouponResponse:
@@ -56,7 +52,7 @@ async def create_coupon(
     return CouponResponse.of(coupon)
 
 
-@router.get("/coupons/{coupon_id}", response_model=CouponResponse, responses=_problems(404, 422))
+@router.get("/coupons/{coupon_id}", response_model=CouponResponse, responses=raises(CouponNotFound))
 async def get_coupon(coupon_id: IdPath, units: UnitsOfWork) -> CouponResponse:
     return CouponResponse.of(await catalogue.coupon(units, coupon_id))
 
@@ -65,7 +61,7 @@ async def get_coupon(coupon_id: IdPath, units: UnitsOfWork) -> CouponResponse:
     "/coupons/{coupon_id}/issue",
     status_code=201,
     response_model=IssuedCouponResponse,
-    responses=_problems(401, 403, 404, 409, 422, 503),
+    responses=raises(CouponNotFound, CouponSoldOut, CouponAlreadyIssued, IssuanceUnavailable),
 )
 @fast
 async def issue_coupon(
@@ -81,11 +77,7 @@ async def issue_coupon(
     return IssuedCouponResponse.of(user_coupon)
 
 
-@router.get(
-    "/users/{user_id}/coupons",
-    response_model=UserCouponsResponse,
-    responses=_problems(401, 403, 422),
-)
+@router.get("/users/{user_id}/coupons", response_model=UserCouponsResponse)
 async def user_coupons(
     request: Request,
     user_id: IdPath,

@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from coupon.domain.coupons import (
+    MAX_PERCENT,
     MAX_VALID_DAYS,
     CouponDefinition,
     CouponStatus,
@@ -22,21 +23,35 @@ from coupon.domain.coupons import (
     discount_value_problem,
 )
 from shopkit.http.app import MAX_ID, StrictId
+from shopkit.http.numbers import Integral
+from shopkit.http.text import trimmed_text
 
-Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID)]
-Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+Won = Annotated[int, Field(strict=True, ge=0, le=MAX_ID), Integral]
+Count = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), Integral]
 
 
 class CreateCouponRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # What `_fits_the_type` checks, in the schema too: a PERCENT discount is 1..100.
+        json_schema_extra={
+            "if": {
+                "properties": {"discount_type": {"const": DiscountType.PERCENT.value}},
+                "required": ["discount_type"],
+            },
+            "then": {"properties": {"discount_value": {"maximum": MAX_PERCENT}}},
+        },
+    )
 
     name: Annotated[
-        str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)
+        str,
+        StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100),
+        trimmed_text(100),
     ]
     discount_type: DiscountType
     discount_value: Count
     total_quantity: Count
-    valid_days: Annotated[int, Field(strict=True, ge=1, le=MAX_VALID_DAYS)]
+    valid_days: Annotated[int, Field(strict=True, ge=1, le=MAX_VALID_DAYS), Integral]
     min_order_amount: Won
 
     @field_validator("discount_value")

@@ -2,14 +2,17 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from order.api.deps import AppSettings, Completions, WaitPreference
 from order.api.schemas import OrderList, OrderView, PlaceOrderRequest
+from order.domain.order import OrderNotFound
 from order.service import ordering
+from shopkit.http.answers import raises
 from shopkit.http.app import IdPath, UnitsOfWork
 from shopkit.http.auth import OptionalClaims, authorize_user
 from shopkit.http.fast import fast
+from shopkit.http.idempotency import IdempotencyKeyHeader
 
 router = APIRouter(tags=["orders"])
 
@@ -21,7 +24,12 @@ _PENDING = "The order is PENDING: the saga goes on; GET /orders/{order_id} tells
     "/orders",
     status_code=202,
     response_model=OrderView,
-    responses={201: {"model": OrderView, "description": _FINAL}, 202: {"description": _PENDING}},
+    responses={
+        201: {"model": OrderView, "description": _FINAL},
+        202: {"description": _PENDING},
+        # a retry whose Idempotency-Key outlived the order it made: never a second order
+        **raises(OrderNotFound),
+    },
 )
 @fast
 async def place_order(
@@ -33,14 +41,7 @@ async def place_order(
     config: AppSettings,
     completions: Completions,
     wait_s: WaitPreference,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="A retry with the same key (per user) answers with the same order, "
-            "in its current state, and header `Idempotent-Replayed: true`; never a second order.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderView:
     """Places an order; the saga (stock, coupon, payment) runs asynchronously."""
     authorize_user(request, claims, body.user_id)
@@ -65,7 +66,7 @@ async def place_order(
 @router.get(
     "/orders/{order_id}",
     response_model=OrderView,
-    responses={404: {"description": "ORDER_NOT_FOUND"}},
+    responses=raises(OrderNotFound),
 )
 async def get_order(
     request: Request, order_id: UUID, units: UnitsOfWork, claims: OptionalClaims

@@ -8,13 +8,14 @@ from order.domain.order import MAX_LINES, Order
 from order.service.ordering import PlaceOrder
 from shop_contracts import MAX_QUANTITY, ExclusionReason, FailureReason
 from shopkit.http.app import StrictId
+from shopkit.http.numbers import Integral
 
 
 class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: StrictId
-    quantity: Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY), Integral]
 
 
 class PlaceOrderRequest(BaseModel):

@@ -74,13 +74,19 @@ class IllegalTransition(Exception):
 class InvalidOrder(Unprocessable):
     """The order as requested breaks an invariant (the API rejects these before they get here)."""
 
+    code = ErrorCode.VALIDATION_ERROR
+
     def __init__(self, detail: str) -> None:
-        super().__init__(ErrorCode.VALIDATION_ERROR, detail)
+        super().__init__(self.code, detail)
 
 
 class OrderNotFound(NotFound):
+    """There is no order with this id."""
+
+    code = ErrorCode.ORDER_NOT_FOUND
+
     def __init__(self, order_id: UUID) -> None:
-        super().__init__(ErrorCode.ORDER_NOT_FOUND, f"There is no order {order_id}.")
+        super().__init__(self.code, f"There is no order {order_id}.")
 
 
 class SagaInconsistency(Exception):

@@ -1,26 +1,33 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from point.api.schemas import BalanceResponse, ChargeRequest, HistoryItem, HistoryResponse
+from point.domain.ledger import BalanceLimitExceeded
 from point.service import charging
+from shopkit.http.answers import raises
 from shopkit.http.app import IdPath, UnitsOfWork
 from shopkit.http.auth import OptionalClaims, authorize_user
 from shopkit.http.fast import fast
+from shopkit.http.idempotency import IdempotencyKeyHeader
 from shopkit.ops.runtime import Runtime
 
 router = APIRouter(tags=["points"])
 
 
-@router.post("/points/{user_id}/charge", response_model=BalanceResponse)
+@router.post(
+    "/points/{user_id}/charge",
+    response_model=BalanceResponse,
+    responses=raises(BalanceLimitExceeded),
+)
 @fast
 async def charge(
     request: Request,
     user_id: IdPath,
     body: ChargeRequest,
     claims: OptionalClaims,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BalanceResponse | JSONResponse:
     authorize_user(request, claims, user_id)
     # From the app's state, not a dependency: the hot route pays for no dependency per request.

@@ -5,12 +5,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from point.domain.ledger import MAX_CHARGE, MIN_CHARGE
+from shopkit.http.numbers import Integral
 
 
 class ChargeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Annotated[int, Field(strict=True, ge=MIN_CHARGE, le=MAX_CHARGE)]
+    amount: Annotated[int, Field(strict=True, ge=MIN_CHARGE, le=MAX_CHARGE), Integral]
 
 
 class BalanceResponse(BaseModel):

@@ -46,8 +46,12 @@ class Refund(NamedTuple):
 
 
 class BalanceLimitExceeded(Conflict):
+    """The balance would pass its limit (100,000,000 won)."""
+
+    code = ErrorCode.BALANCE_LIMIT_EXCEEDED
+
     def __init__(self, balance_limit: int = MAX_BALANCE) -> None:
         super().__init__(
-            ErrorCode.BALANCE_LIMIT_EXCEEDED,
+            self.code,
             f"The balance would exceed {balance_limit:,} won.",
         )

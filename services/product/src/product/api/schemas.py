@@ -9,14 +9,17 @@ from product.domain.catalogue import (
     MIN_PRICE,
     refuse_control_characters,
 )
+from shopkit.http.numbers import Integral
+from shopkit.http.text import trimmed_text
 
 Name = Annotated[
     str,
     StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
     AfterValidator(refuse_control_characters),
+    trimmed_text(MAX_NAME_LENGTH, control_characters=False),
 ]
-Price = Annotated[int, Field(strict=True, ge=MIN_PRICE, le=MAX_PRICE)]
-Stock = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
+Price = Annotated[int, Field(strict=True, ge=MIN_PRICE, le=MAX_PRICE), Integral]
+Stock = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK), Integral]
 
 
 class NewProduct(BaseModel):

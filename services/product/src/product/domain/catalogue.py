@@ -21,5 +21,9 @@ def refuse_control_characters(name: str) -> str:
 
 
 class ProductNotFound(NotFound):
+    """There is no product with this id."""
+
+    code = ErrorCode.PRODUCT_NOT_FOUND
+
     def __init__(self, product_id: int) -> None:
-        super().__init__(ErrorCode.PRODUCT_NOT_FOUND, f"Product {product_id} does not exist.")
+        super().__init__(self.code, f"Product {product_id} does not exist.")

@@ -1,6 +1,7 @@
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 
 from ranking.domain.ranking import Ranking
 
@@ -29,7 +30,15 @@ class TopProductsResponse(BaseModel):
         )
 
 
+def _written_as_text(value: Any) -> Any:
+    """A time is the ISO-8601 text the schema documents (`date-time`), never a number of
+    seconds, which pydantic would take too."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 time with its offset")
+    return value
+
+
 class SnapshotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: AwareDatetime | None = None
+    as_of: Annotated[AwareDatetime, BeforeValidator(_written_as_text)] | None = None
