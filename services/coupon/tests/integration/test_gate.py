@@ -8,10 +8,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 
 from coupon.adapters.gate import Admission, Install, IssuanceGate
 from coupon.config import Settings
 from coupon.service.issuing import rebuild_gate
+from shopkit.ops import tracing
 from shopkit.ops.runtime import Runtime
 
 
@@ -132,3 +136,32 @@ async def test_concurrent_rebuilds_load_the_database_once(
     }
     assert holders == set(range(1, 31))
     assert await gate.state(coupon["id"]) == ({"total": 50, "count": 30}, holders)
+
+
+async def test_a_gate_call_is_a_span_of_a_recorded_trace_only(
+    gate: IssuanceGate, coupon_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a sampled request the admission is a client span (`redis admit`) under it; inside
+    an unsampled one, or outside any, no span is made."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    exporter = InMemorySpanExporter()
+    assert tracing.configure_tracing("coupon-test", exporter=exporter)
+    try:
+        await gate.install(coupon_id, 5, [])
+        with tracing.tracer.start_as_current_span("POST /coupons/{id}/issue") as request:
+            assert await gate.admit(coupon_id, 1) is Admission.ADMITTED
+        unsampled = NonRecordingSpan(
+            SpanContext(random.getrandbits(128), random.getrandbits(64), is_remote=True)
+        )
+        with trace.use_span(unsampled):
+            assert await gate.admit(coupon_id, 2) is Admission.ADMITTED
+    finally:
+        tracing.shutdown_tracing()
+    redis_spans = [s for s in exporter.get_finished_spans() if s.name.startswith("redis ")]
+    assert [s.name for s in redis_spans] == ["redis admit"]
+    [admit] = redis_spans
+    assert admit.kind == SpanKind.CLIENT
+    assert admit.parent is not None
+    assert admit.parent.span_id == request.get_span_context().span_id
+    assert admit.attributes is not None
+    assert admit.attributes["db.system"] == "redis"

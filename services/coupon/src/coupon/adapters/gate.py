@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from coupon.config import Settings
+from shopkit.ops import tracing
 
 _STATE: Final = """
 local meta, issued = KEYS[1], KEYS[2]
@@ -120,9 +121,13 @@ class GateUnavailable(Exception):
 
 
 @asynccontextmanager
-async def _redis_errors() -> AsyncIterator[None]:
+async def _redis_errors(operation: str) -> AsyncIterator[None]:
+    """Redis's failures as the gate's, and the call as a client span of a recorded trace."""
     try:
-        yield
+        with tracing.client_span(
+            f"redis {operation}", {"db.system": "redis", "db.operation": operation}
+        ):
+            yield
     except redis_errors.TimeoutError as exc:
         raise GateUnavailable(f"Redis timed out: {exc}", maybe_applied=True) from exc
     except redis_errors.ConnectionError as exc:
@@ -185,23 +190,23 @@ class IssuanceGate:
         return f"{tag}:meta", f"{tag}:issued"
 
     async def admit(self, coupon_id: int, user_id: int) -> Admission:
-        async with _redis_errors():
+        async with _redis_errors("admit"):
             verdict = await self._admit(keys=self.keys(coupon_id), args=[user_id])
         return Admission(verdict)
 
     async def undo(self, coupon_id: int, user_id: int) -> bool:
         """Takes back an admission whose database write failed; True when there was one."""
-        async with _redis_errors():
+        async with _redis_errors("undo"):
             return bool(await self._undo(keys=self.keys(coupon_id), args=[user_id]))
 
     async def confirm(self, coupon_id: int, user_ids: Sequence[int]) -> int:
         """Makes sure issued users are in the gate (they may have been admitted by a gate that
         was lost, and rebuilt before their issuance committed); how many were missing."""
-        async with _redis_errors():
+        async with _redis_errors("confirm"):
             return int(await self._confirm(keys=self.keys(coupon_id), args=list(user_ids)))
 
     async def is_intact(self, coupon_id: int) -> bool:
-        async with _redis_errors():
+        async with _redis_errors("is_intact"):
             return bool(await self._is_intact(keys=self.keys(coupon_id)))
 
     async def install(self, coupon_id: int, total: int, holders: Iterable[int]) -> Install:
@@ -210,7 +215,7 @@ class IssuanceGate:
         staged = f"{self.key_prefix}:{{{coupon_id}}}:staging:{uuid4().hex}"
         count = 0
         users = iter(holders)
-        async with _redis_errors():
+        async with _redis_errors("install"):
             async with self.redis.pipeline(transaction=False) as pipe:
                 while chunk := list(islice(users, _STAGING_CHUNK)):
                     pipe.sadd(staged, *chunk)
@@ -230,7 +235,7 @@ class IssuanceGate:
     async def state(self, coupon_id: int) -> tuple[dict[str, Any], set[int]]:
         """(meta, admitted users) as Redis holds them — for checks and operators."""
         meta, issued = self.keys(coupon_id)
-        async with _redis_errors():
+        async with _redis_errors("state"):
             raw_meta = await self.redis.hgetall(meta)
             members = await self.redis.smembers(issued)
         return {str(k): int(v) for k, v in raw_meta.items()}, {int(m) for m in members}
@@ -239,7 +244,7 @@ class IssuanceGate:
         """The users the gate has admitted, or None when the gate is not intact (then it admits
         no one until it is rebuilt from the database, which needs no repair)."""
         meta, issued = self.keys(coupon_id)
-        async with _redis_errors():
+        async with _redis_errors("admitted"):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hmget(meta, "total", "count")
                 pipe.smembers(issued)
@@ -250,7 +255,7 @@ class IssuanceGate:
 
     async def forget(self, coupon_id: int) -> None:
         """Drops a coupon's gate, as a Redis flush would."""
-        async with _redis_errors():
+        async with _redis_errors("forget"):
             await self.redis.delete(*self.keys(coupon_id))
 
     async def warm_up(self, connections: int, at_once: int = 32) -> int:
@@ -277,7 +282,7 @@ class IssuanceGate:
         return len(ready)
 
     async def ping(self) -> None:
-        async with _redis_errors():
+        async with _redis_errors("ping"):
             await self.redis.ping()
 
     async def close(self) -> None:
