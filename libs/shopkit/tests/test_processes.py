@@ -64,6 +64,19 @@ def _pids(marks: Path) -> list[int]:
     return [int(line) for line in marks.read_text().split()] if marks.exists() else []
 
 
+async def _runtimes_started(output: Path, count: int) -> None:
+    """Waits until the supervisor's output shows `count` runtimes started (2: both processes;
+    3: and the replacement of a dead one)."""
+
+    def runtimes() -> int:
+        return output.read_text().count("runtime_started")
+
+    async def started() -> bool:
+        return runtimes() == count
+
+    await eventually(started, timeout_s=60)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -77,14 +90,7 @@ async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
 ) -> None:
     port, marks, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
-
-        def started() -> int:
-            return output.read_text().count("runtime_started")
-
-        async def both_started() -> bool:
-            return started() == 2
-
-        await eventually(both_started, timeout_s=60)
+        await _runtimes_started(output, 2)
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
         [first] = _pids(marks)
@@ -99,7 +105,9 @@ async def test_the_workers_move_to_the_process_started_in_place_of_a_dead_one(
         assert second != first
         assert _alive(second)
         assert not _alive(first)
-        assert started() == 3  # the replacement; the API-only survivor kept its part
+        assert (
+            output.read_text().count("runtime_started") == 3
+        )  # the replacement; the API-only survivor kept its part
         assert "http_process_died" in output.read_text()
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
@@ -115,11 +123,7 @@ async def test_the_processes_stop_when_their_supervisor_is_killed(
 ) -> None:
     port, _, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
-
-        async def both_started() -> bool:
-            return output.read_text().count("runtime_started") == 2
-
-        await eventually(both_started, timeout_s=60)
+        await _runtimes_started(output, 2)
     finally:
         supervisor.kill()  # SIGKILL: no chance to stop its processes
         await asyncio.to_thread(supervisor.wait, 30)
@@ -245,14 +249,7 @@ async def test_one_scrape_counts_the_requests_of_both_processes_across_a_restart
 ) -> None:
     port, marks, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
-
-        def started() -> int:
-            return output.read_text().count("runtime_started")
-
-        async def both_started() -> bool:
-            return started() == 2
-
-        await eventually(both_started, timeout_s=60)
+        await _runtimes_started(output, 2)
         assert metrics.directory_of("127.0.0.1", port).is_dir()
         answered = await _ask_both_processes(port)
         sent = len(answered)
@@ -262,10 +259,7 @@ async def test_one_scrape_counts_the_requests_of_both_processes_across_a_restart
         [first] = _pids(marks)
         os.kill(first, signal.SIGKILL)
 
-        async def replaced() -> bool:
-            return started() == 3
-
-        await eventually(replaced, timeout_s=60)
+        await _runtimes_started(output, 3)
         for _ in range(10):  # the dead process's requests stay counted, once
             assert await _pid_requests_counted(port) == sent
         sent += len(await _ask_pids(port, 20))
@@ -286,12 +280,6 @@ async def test_a_gauge_shows_the_live_processes_once(
     port, _, output, supervisor = _start_supervisor(settings, tmp_path)
     try:
 
-        def started() -> int:
-            return output.read_text().count("runtime_started")
-
-        async def both_started() -> bool:
-            return started() == 2
-
         async def lag() -> float | None:
             samples = await _scrape(port, "event_loop_lag_seconds")  # none before a first tick
             assert len(samples) <= 1  # one series for the service, not one per process
@@ -306,7 +294,7 @@ async def test_a_gauge_shows_the_live_processes_once(
             value = await lag()
             return value is not None and value >= 1
 
-        await eventually(both_started, timeout_s=60)
+        await _runtimes_started(output, 2)
         await eventually(on_time, timeout_s=30)
         async with httpx.AsyncClient(timeout=30) as http:
             response = await http.post(f"http://127.0.0.1:{port}/hog", params={"seconds": 2.5})
@@ -315,10 +303,7 @@ async def test_a_gauge_shows_the_live_processes_once(
 
         os.kill(hogged, signal.SIGKILL)
 
-        async def replaced() -> bool:
-            return started() == 3
-
-        await eventually(replaced, timeout_s=60)
+        await _runtimes_started(output, 3)
         await eventually(on_time, timeout_s=30)  # its last value went with it
     finally:
         supervisor.send_signal(signal.SIGTERM)
